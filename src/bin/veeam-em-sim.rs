@@ -1,0 +1,110 @@
+//! `veeam-em-sim`: runs the simulated Enterprise Manager. Parses flags and hands over to
+//! [`veeam_restore_exporter::sim`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use veeam_restore_exporter::sim::{self, SimConfig, Timings};
+
+/// A simulated Veeam Backup Enterprise Manager REST API, built from Veeam's documentation.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9398")]
+    listen: SocketAddr,
+    /// Serve HTTPS with a self-signed certificate generated at start.
+    #[arg(long)]
+    tls: bool,
+    /// Where to write the generated certificate (PEM), for clients to trust.
+    #[arg(long = "tls.cert-file")]
+    tls_cert_file: Option<PathBuf>,
+    /// Inventory file (YAML): users, VMs, restore points, guest files. Built-in demo when absent.
+    #[arg(long)]
+    inventory: Option<PathBuf>,
+    /// A fault to inject, e.g. `kind=status,status=503,endpoint=mount_create,times=1`. Repeatable.
+    #[arg(long = "fault")]
+    faults: Vec<String>,
+    /// Idle time after which logon sessions expire.
+    #[arg(long = "session-idle-timeout", value_parser = humantime::parse_duration, default_value = "15m")]
+    session_idle_timeout: Duration,
+    /// How long tasks stay Running.
+    #[arg(long = "task-running", value_parser = humantime::parse_duration, default_value = "300ms")]
+    task_running: Duration,
+    /// How long tasks then stay OperationFinished.
+    #[arg(long = "task-collect-lag", value_parser = humantime::parse_duration, default_value = "200ms")]
+    task_collect_lag: Duration,
+    /// How long a catalog file restore session runs.
+    #[arg(long = "restore-duration", value_parser = humantime::parse_duration, default_value = "2s")]
+    restore_duration: Duration,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let inventory = match &args.inventory {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(text),
+            Err(e) => {
+                eprintln!(
+                    "veeam-em-sim: cannot read inventory {}: {e}",
+                    path.display()
+                );
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
+    let faults = match args
+        .faults
+        .iter()
+        .map(|f| sim::parse_fault_flag(f))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(faults) => faults,
+        Err(e) => {
+            eprintln!("veeam-em-sim: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = SimConfig {
+        listen: args.listen,
+        tls: args.tls,
+        tls_cert_file: args.tls_cert_file,
+        inventory,
+        timings: Timings {
+            session_idle_timeout: args.session_idle_timeout,
+            task_running: args.task_running,
+            task_collect_lag: args.task_collect_lag,
+            restore_duration: args.restore_duration,
+        },
+        faults,
+    };
+    let server = match sim::start(config).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("veeam-em-sim: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // One line on stdout with the address: scripts and tests read it to find a port-0 server.
+    println!("veeam-em-sim listening on {}", server.api_url);
+    if let Some(cert) = &server.cert_file {
+        println!("veeam-em-sim certificate written to {}", cert.display());
+    }
+    wait_for_signal().await;
+    server.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
