@@ -36,10 +36,7 @@ mod tests {
     #[test]
     fn never_printed() {
         let s = Secret::new("hunter2");
-        assert_eq!(
-            format!("{s:?} {s} {:?}", Some(&s)),
-            "<secret> <secret> Some(<secret>)"
-        );
+        assert_eq!(format!("{s:?} {s} {:?}", Some(&s)), "<secret> <secret> Some(<secret>)");
         assert_eq!(s.expose(), "hunter2");
     }
 }

@@ -49,21 +49,13 @@ async fn main() -> ExitCode {
         Some(path) => match std::fs::read_to_string(path) {
             Ok(text) => Some(text),
             Err(e) => {
-                eprintln!(
-                    "veeam-em-sim: cannot read inventory {}: {e}",
-                    path.display()
-                );
+                eprintln!("veeam-em-sim: cannot read inventory {}: {e}", path.display());
                 return ExitCode::from(2);
             }
         },
         None => None,
     };
-    let faults = match args
-        .faults
-        .iter()
-        .map(|f| sim::parse_fault_flag(f))
-        .collect::<Result<Vec<_>, _>>()
-    {
+    let faults = match args.faults.iter().map(|f| sim::parse_fault_flag(f)).collect::<Result<Vec<_>, _>>() {
         Ok(faults) => faults,
         Err(e) => {
             eprintln!("veeam-em-sim: {e}");
@@ -101,8 +93,7 @@ async fn main() -> ExitCode {
 }
 
 async fn wait_for_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

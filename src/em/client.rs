@@ -175,9 +175,7 @@ struct Inner {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("base", &self.inner.base.as_str())
-            .finish_non_exhaustive()
+        f.debug_struct("Client").field("base", &self.inner.base.as_str()).finish_non_exhaustive()
     }
 }
 
@@ -217,24 +215,16 @@ impl Client {
         }
         // No cookie store: EM prefers a cookie over the header, so a stale cookie could override a
         // fresh token (em-api.md §1.3). reqwest keeps no cookies unless asked to.
-        let mut builder = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(config.request_timeout);
+        let mut builder =
+            reqwest::Client::builder().timeout(config.request_timeout).connect_timeout(config.request_timeout);
         if let Some(ca_file) = &config.ca_file {
-            let pem = std::fs::read(ca_file).map_err(|e| {
-                Error::Config(format!("cannot read ca_file {}: {e}", ca_file.display()))
-            })?;
+            let pem = std::fs::read(ca_file)
+                .map_err(|e| Error::Config(format!("cannot read ca_file {}: {e}", ca_file.display())))?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                Error::Config(format!(
-                    "ca_file {} holds no usable PEM certificate: {e}",
-                    ca_file.display()
-                ))
+                Error::Config(format!("ca_file {} holds no usable PEM certificate: {e}", ca_file.display()))
             })?;
             if certs.is_empty() {
-                return Err(Error::Config(format!(
-                    "ca_file {} holds no PEM certificate",
-                    ca_file.display()
-                )));
+                return Err(Error::Config(format!("ca_file {} holds no PEM certificate", ca_file.display())));
             }
             builder = builder.tls_certs_merge(certs);
         }
@@ -242,17 +232,8 @@ impl Client {
             tracing::warn!(url = %base, "TLS certificate verification is disabled for this EM (insecure_skip_verify)");
             builder = builder.tls_danger_accept_invalid_certs(true);
         }
-        let http = builder
-            .build()
-            .map_err(|e| Error::Config(format!("cannot build HTTP client: {e}")))?;
-        Ok(Client {
-            inner: Arc::new(Inner {
-                http,
-                base,
-                config,
-                observer,
-            }),
-        })
+        let http = builder.build().map_err(|e| Error::Config(format!("cannot build HTTP client: {e}")))?;
+        Ok(Client { inner: Arc::new(Inner { http, base, config, observer }) })
     }
 
     pub fn base_url(&self) -> &Url {
@@ -262,42 +243,28 @@ impl Client {
     /// `GET /api/` without credentials: a cheap "is EM answering" check.
     pub async fn api_root(&self) -> Result<EntryPoint> {
         let url = self.inner.base.clone();
-        let (_, body) = self
-            .send(Method::GET, url, Endpoint::ApiRoot, None, None)
-            .await?;
+        let (_, body) = self.send(Method::GET, url, Endpoint::ApiRoot, None, None).await?;
         Ok(EntryPoint::decode(parse(&body)?.root()))
     }
 
     /// Logs on with Basic auth and returns the new session.
     pub async fn logon(&self) -> Result<Session> {
         let url = self.url("sessionMngr/?v=latest")?;
-        let (headers, body) = self
-            .send(Method::POST, url, Endpoint::Logon, None, None)
-            .await?;
+        let (headers, body) = self.send(Method::POST, url, Endpoint::Logon, None, None).await?;
         // The token is whatever EM put in the header. Never derive it from the session id.
         let token = headers
             .get(SESSION_HEADER)
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty())
-            .ok_or_else(|| {
-                Error::Decode(format!("logon response has no {SESSION_HEADER} header"))
-            })?;
-        let location = headers
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+            .ok_or_else(|| Error::Decode(format!("logon response has no {SESSION_HEADER} header")))?;
+        let location = headers.get(LOCATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
         let info = match parse(&body).and_then(|doc| LogonInfo::decode(doc.root())) {
             Ok(info) => info,
             // The body is the documented source of the id; the Location header is the fallback
             // some clients use (em-api.md §2.2).
             Err(err) => {
                 let id = location.as_deref().and_then(id_from_href).ok_or(err)?;
-                LogonInfo {
-                    session_id: id.to_owned(),
-                    user_name: None,
-                    href: location.clone(),
-                    links: Vec::new(),
-                }
+                LogonInfo { session_id: id.to_owned(), user_name: None, href: location.clone(), links: Vec::new() }
             }
         };
         Ok(Session {
@@ -311,19 +278,11 @@ impl Client {
     /// Rebuilds a session from a recorded id and token, e.g. to clean up after a restart.
     /// Nothing is checked here; the first call tells whether EM still knows the token.
     pub fn resume(&self, id: impl Into<String>, token: Secret) -> Session {
-        Session {
-            client: self.clone(),
-            id: id.into(),
-            token,
-            logoff_href: None,
-        }
+        Session { client: self.clone(), id: id.into(), token, logoff_href: None }
     }
 
     fn url(&self, relative: &str) -> Result<Url> {
-        self.inner
-            .base
-            .join(relative)
-            .map_err(|e| Error::Config(format!("bad URL {relative:?}: {e}")))
+        self.inner.base.join(relative).map_err(|e| Error::Config(format!("bad URL {relative:?}: {e}")))
     }
 
     /// Turns an href from EM into a URL under our configured base.
@@ -333,11 +292,7 @@ impl Client {
     /// put it under our base URL, so requests and the session token only ever go to the
     /// configured endpoint.
     fn resolve(&self, href: &str) -> Result<Url> {
-        let parsed = self
-            .inner
-            .base
-            .join(href)
-            .map_err(|e| Error::Decode(format!("bad href {href:?}: {e}")))?;
+        let parsed = self.inner.base.join(href).map_err(|e| Error::Decode(format!("bad href {href:?}: {e}")))?;
         let path_and_query = &parsed[url::Position::BeforePath..];
         let lower = path_and_query.to_ascii_lowercase();
         let start = lower
@@ -357,8 +312,7 @@ impl Client {
     ) -> Result<(HeaderMap, Bytes)> {
         let cap = self.inner.config.max_body_bytes;
         let accept = self.inner.config.format.media_type();
-        self.send_with(method, url, endpoint, token, body, accept, cap)
-            .await
+        self.send_with(method, url, endpoint, token, body, accept, cap).await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -373,9 +327,7 @@ impl Client {
         cap: usize,
     ) -> Result<(HeaderMap, Bytes)> {
         let started = Instant::now();
-        let result = self
-            .exchange(method, url, endpoint, token, body, accept, cap)
-            .await;
+        let result = self.exchange(method, url, endpoint, token, body, accept, cap).await;
         if let Some(observer) = &self.inner.observer {
             let status = match &result {
                 Ok((status, _, _)) => Some(*status),
@@ -383,9 +335,7 @@ impl Client {
             };
             observer.observe(endpoint, status, started.elapsed());
         }
-        result
-            .map(|(_, headers, body)| (headers, body))
-            .map_err(|(_, e)| e)
+        result.map(|(_, headers, body)| (headers, body)).map_err(|(_, e)| e)
     }
 
     /// One request/response. Errors carry the HTTP status when one was received.
@@ -402,15 +352,9 @@ impl Client {
     ) -> std::result::Result<(u16, HeaderMap, Bytes), (Option<u16>, Error)> {
         let config = &self.inner.config;
         // Exactly one Accept value: a list broke XML POSTs on some EM versions (em-api.md §1.3).
-        let mut request = self
-            .inner
-            .http
-            .request(method.clone(), url)
-            .header(ACCEPT, accept);
+        let mut request = self.inner.http.request(method.clone(), url).header(ACCEPT, accept);
         if endpoint == Endpoint::Logon {
-            request = request
-                .basic_auth(&config.username, Some(config.password.expose()))
-                .header(CONTENT_LENGTH, "0");
+            request = request.basic_auth(&config.username, Some(config.password.expose())).header(CONTENT_LENGTH, "0");
         }
         if let Some(token) = token {
             request = request.header(SESSION_HEADER, token.expose());
@@ -422,18 +366,12 @@ impl Client {
         };
         let timeout = config.request_timeout;
         let transport = |e: reqwest::Error| {
-            if e.is_timeout() {
-                Error::Timeout(timeout)
-            } else {
-                Error::Transport(error_chain(&e))
-            }
+            if e.is_timeout() { Error::Timeout(timeout) } else { Error::Transport(error_chain(&e)) }
         };
         let response = request.send().await.map_err(|e| (None, transport(e)))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = read_capped(response, cap, timeout)
-            .await
-            .map_err(|e| (Some(status), e))?;
+        let body = read_capped(response, cap, timeout).await.map_err(|e| (Some(status), e))?;
         if (200..300).contains(&status) {
             return Ok((status, headers, body));
         }
@@ -441,31 +379,20 @@ impl Client {
             .ok()
             .and_then(|doc| error_message(doc.root()))
             .unwrap_or_else(|| format!("HTTP {status} without an EM error message"));
-        Err((
-            Some(status),
-            Error::from_status(status, message, endpoint == Endpoint::Logon),
-        ))
+        Err((Some(status), Error::from_status(status, message, endpoint == Endpoint::Logon)))
     }
 }
 
 /// Reads a body, failing as soon as it exceeds `cap` bytes (so a huge body is never buffered).
 async fn read_capped(response: reqwest::Response, cap: usize, timeout: Duration) -> Result<Bytes> {
-    if response
-        .content_length()
-        .is_some_and(|len| len > cap as u64)
-    {
+    if response.content_length().is_some_and(|len| len > cap as u64) {
         return Err(Error::TooLarge { limit: cap });
     }
     let mut stream = response.bytes_stream();
     let mut body = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| {
-            if e.is_timeout() {
-                Error::Timeout(timeout)
-            } else {
-                Error::Transport(error_chain(&e))
-            }
-        })?;
+        let chunk = chunk
+            .map_err(|e| if e.is_timeout() { Error::Timeout(timeout) } else { Error::Transport(error_chain(&e)) })?;
         if body.len() + chunk.len() > cap {
             return Err(Error::TooLarge { limit: cap });
         }
@@ -503,9 +430,7 @@ fn with_query(mut url: Url, extra: &str) -> Url {
 /// Appends a guest path (`C:\dir\a b.txt` or `C:/dir/a b.txt`) as URL path segments, each
 /// percent-encoded, as in EM's `…/E:/Documentation%202014` example.
 fn push_guest_path(url: &mut Url, guest_path: &str) -> Result<()> {
-    let mut segments = url
-        .path_segments_mut()
-        .map_err(|_| Error::Config("base URL cannot have a path".into()))?;
+    let mut segments = url.path_segments_mut().map_err(|_| Error::Config("base URL cannot have a path".into()))?;
     segments.pop_if_empty();
     for segment in guest_path.split(['/', '\\']).filter(|s| !s.is_empty()) {
         segments.push(segment);
@@ -534,28 +459,19 @@ impl Session {
     }
 
     async fn get(&self, url: Url, endpoint: Endpoint) -> Result<Doc> {
-        let (_, body) = self
-            .client
-            .send(Method::GET, url, endpoint, Some(&self.token), None)
-            .await?;
+        let (_, body) = self.client.send(Method::GET, url, endpoint, Some(&self.token), None).await?;
         parse(&body)
     }
 
     async fn post(&self, url: Url, endpoint: Endpoint, body: Option<Vec<u8>>) -> Result<Doc> {
         let content_type = self.client.inner.config.format.media_type();
         let body = body.map(|b| (b, content_type));
-        let (_, body) = self
-            .client
-            .send(Method::POST, url, endpoint, Some(&self.token), body)
-            .await?;
+        let (_, body) = self.client.send(Method::POST, url, endpoint, Some(&self.token), body).await?;
         parse(&body)
     }
 
     async fn delete(&self, url: Url, endpoint: Endpoint) -> Result<()> {
-        self.client
-            .send(Method::DELETE, url, endpoint, Some(&self.token), None)
-            .await
-            .map(drop)
+        self.client.send(Method::DELETE, url, endpoint, Some(&self.token), None).await.map(drop)
     }
 
     fn format(&self) -> Format {
@@ -590,11 +506,7 @@ impl Session {
         // Liberal: should EM ignore sorting, paging or the filter, pick the answer ourselves.
         Ok(points
             .into_iter()
-            .filter(|p| {
-                p.vm_display_name
-                    .as_deref()
-                    .is_none_or(|n| n.eq_ignore_ascii_case(vm))
-            })
+            .filter(|p| p.vm_display_name.as_deref().is_none_or(|n| n.eq_ignore_ascii_case(vm)))
             .max_by_key(|p| p.creation_time))
     }
 
@@ -610,9 +522,7 @@ impl Session {
             ),
             Format::Json => format!("{{\"OsKind\":\"{}\"}}", os.as_str()),
         });
-        let doc = self
-            .post(url, Endpoint::MountCreate, body.map(String::into_bytes))
-            .await?;
+        let doc = self.post(url, Endpoint::MountCreate, body.map(String::into_bytes)).await?;
         Task::decode(doc.root())
     }
 
@@ -624,18 +534,12 @@ impl Session {
 
     /// Removes a finished task (housekeeping) or stops a running one.
     pub async fn delete_task(&self, task: &Task) -> Result<()> {
-        self.delete(
-            self.client.resolve(task.delete_href())?,
-            Endpoint::TaskDelete,
-        )
-        .await
+        self.delete(self.client.resolve(task.delete_href())?, Endpoint::TaskDelete).await
     }
 
     /// Reads a mount.
     pub async fn mount(&self, href: &str) -> Result<Mount> {
-        let doc = self
-            .get(self.client.resolve(href)?, Endpoint::MountGet)
-            .await?;
+        let doc = self.get(self.client.resolve(href)?, Endpoint::MountGet).await?;
         Mount::decode(doc.root())
     }
 
@@ -646,27 +550,17 @@ impl Session {
     /// So if the link as given is not found, the same mount is tried under the point's own
     /// collection.
     pub async fn mount_from_task(&self, task: &Task, kind: PointKind) -> Result<Mount> {
-        let related = task.related().ok_or_else(|| {
-            Error::Decode(format!(
-                "finished {} task has no Related link",
-                task.operation
-            ))
-        })?;
+        let related = task
+            .related()
+            .ok_or_else(|| Error::Decode(format!("finished {} task has no Related link", task.operation)))?;
         match self.mount(&related.href).await {
             Err(Error::NotFound { message }) => {
-                let other = if kind == PointKind::Backup {
-                    PointKind::Replica
-                } else {
-                    PointKind::Backup
-                };
+                let other = if kind == PointKind::Backup { PointKind::Replica } else { PointKind::Backup };
                 let needle = format!("/{}/", other.collection());
                 if !related.href.contains(&needle) {
                     return Err(Error::NotFound { message });
                 }
-                let swapped =
-                    related
-                        .href
-                        .replacen(&needle, &format!("/{}/", kind.collection()), 1);
+                let swapped = related.href.replacen(&needle, &format!("/{}/", kind.collection()), 1);
                 self.mount(&swapped).await
             }
             other => other,
@@ -675,24 +569,13 @@ impl Session {
 
     /// Lists this session's mounts of a restore point (other sessions' mounts are invisible).
     pub async fn mounts(&self, point: &RestorePoint) -> Result<Vec<Mount>> {
-        let doc = self
-            .get(
-                self.client.resolve(&point.mounts_href())?,
-                Endpoint::MountList,
-            )
-            .await?;
+        let doc = self.get(self.client.resolve(&point.mounts_href())?, Endpoint::MountList).await?;
         Mount::decode_list(doc.root(), point.kind)
     }
 
     /// Lists the subdirectories of a mounted directory, one page of at most `page_size`.
-    pub async fn list_dirs(
-        &self,
-        directory_href: &str,
-        page_size: u32,
-    ) -> Result<FileSystemEntries> {
-        let url = self
-            .client
-            .resolve(directory_href.split('?').next().unwrap_or(directory_href))?;
+    pub async fn list_dirs(&self, directory_href: &str, page_size: u32) -> Result<FileSystemEntries> {
+        let url = self.client.resolve(directory_href.split('?').next().unwrap_or(directory_href))?;
         let url = with_query(url, &format!("action=listDirs&pageSize={page_size}&page=1"));
         let doc = self.get(url, Endpoint::MountBrowse).await?;
         Ok(FileSystemEntries::decode(doc.root()))
@@ -700,8 +583,7 @@ impl Session {
 
     /// Deletes (unmounts) a mount. EM documents 204; any 2xx is accepted.
     pub async fn delete_mount(&self, href: &str) -> Result<()> {
-        self.delete(self.client.resolve(href)?, Endpoint::MountDelete)
-            .await
+        self.delete(self.client.resolve(href)?, Endpoint::MountDelete).await
     }
 
     /// Starts a restore of one guest file from a mount for direct download (nothing is written
@@ -717,9 +599,7 @@ impl Session {
                 .to_owned(),
             Format::Json => "{\"ForDirectDownload\":{}}".to_owned(),
         };
-        let doc = self
-            .post(url, Endpoint::FileRestore, Some(body.into_bytes()))
-            .await?;
+        let doc = self.post(url, Endpoint::FileRestore, Some(body.into_bytes())).await?;
         Task::decode(doc.root())
     }
 
@@ -728,15 +608,7 @@ impl Session {
         let url = self.client.resolve(href)?;
         let (_, body) = self
             .client
-            .send_with(
-                Method::GET,
-                url,
-                Endpoint::Download,
-                Some(&self.token),
-                None,
-                "*/*",
-                max_bytes,
-            )
+            .send_with(Method::GET, url, Endpoint::Download, Some(&self.token), None, "*/*", max_bytes)
             .await?;
         Ok(body)
     }
@@ -744,23 +616,12 @@ impl Session {
     /// Starts the catalog restore of one guest file **to its original location in the
     /// production VM** (`POST /catalog/vms/{vm}/vmRestorePoints/{id}/guestfs/{path}?action=restore`).
     /// Returns the `RestoreFile` task; its success only means "started".
-    pub async fn start_catalog_restore(
-        &self,
-        vm: &str,
-        point_id: &str,
-        guest_path: &str,
-    ) -> Result<Task> {
+    pub async fn start_catalog_restore(&self, vm: &str, point_id: &str, guest_path: &str) -> Result<Task> {
         let mut url = self.client.url("catalog/vms")?;
         {
-            let mut segments = url
-                .path_segments_mut()
-                .map_err(|_| Error::Config("base URL cannot have a path".into()))?;
-            segments
-                .pop_if_empty()
-                .push(vm)
-                .push("vmRestorePoints")
-                .push(point_id)
-                .push("guestfs");
+            let mut segments =
+                url.path_segments_mut().map_err(|_| Error::Config("base URL cannot have a path".into()))?;
+            segments.pop_if_empty().push(vm).push("vmRestorePoints").push(point_id).push("guestfs");
         }
         push_guest_path(&mut url, guest_path)?;
         let url = with_query(url, "action=restore");
@@ -771,10 +632,7 @@ impl Session {
     /// Reads a restore session entity (adds `format=Entity` when the href lacks it).
     pub async fn restore_session(&self, href: &str) -> Result<RestoreSession> {
         let mut url = self.client.resolve(href)?;
-        if !url
-            .query_pairs()
-            .any(|(k, v)| k.eq_ignore_ascii_case("format") && v.eq_ignore_ascii_case("Entity"))
-        {
+        if !url.query_pairs().any(|(k, v)| k.eq_ignore_ascii_case("format") && v.eq_ignore_ascii_case("Entity")) {
             url = with_query(url, "format=Entity");
         }
         let doc = self.get(url, Endpoint::RestoreSession).await?;
@@ -784,30 +642,17 @@ impl Session {
     /// File-level restore sessions still `Working` for a VM: how a mount that can no longer be
     /// reached through the API (its logon session expired) still shows up.
     pub async fn working_flr_sessions(&self, vm: &str) -> Result<Vec<RestoreSession>> {
-        let filter = format!(
-            "Type==FileLevelRestore;State==Working;VmDisplayName=={}",
-            quote_filter_value(vm)
-        );
-        let query = format!(
-            "query?type=RestoreSession&format=Entities&filter={}",
-            utf8_percent_encode(&filter, QUERY_VALUE)
-        );
+        let filter = format!("Type==FileLevelRestore;State==Working;VmDisplayName=={}", quote_filter_value(vm));
+        let query =
+            format!("query?type=RestoreSession&format=Entities&filter={}", utf8_percent_encode(&filter, QUERY_VALUE));
         let doc = self.get(self.client.url(&query)?, Endpoint::Query).await?;
         let sessions = RestoreSession::decode_query(doc.root())?;
         // Liberal: re-apply the filter in case EM ignored part of it.
         Ok(sessions
             .into_iter()
             .filter(|s| s.state == SessionState::Working)
-            .filter(|s| {
-                s.job_type
-                    .as_deref()
-                    .is_none_or(|t| t.eq_ignore_ascii_case("FileLevelRestore"))
-            })
-            .filter(|s| {
-                s.vm_display_name
-                    .as_deref()
-                    .is_none_or(|n| n.eq_ignore_ascii_case(vm))
-            })
+            .filter(|s| s.job_type.as_deref().is_none_or(|t| t.eq_ignore_ascii_case("FileLevelRestore")))
+            .filter(|s| s.vm_display_name.as_deref().is_none_or(|n| n.eq_ignore_ascii_case(vm)))
             .collect())
     }
 }
@@ -817,30 +662,16 @@ mod tests {
     use super::*;
 
     fn client(base: &str) -> Client {
-        Client::new(
-            ClientConfig::new(Url::parse(base).unwrap(), "u", Secret::new("p")),
-            None,
-        )
-        .unwrap()
+        Client::new(ClientConfig::new(Url::parse(base).unwrap(), "u", Secret::new("p")), None).unwrap()
     }
 
     #[test]
     fn hrefs_are_rebased_onto_the_configured_url() {
         let c = client("https://10.0.0.5:9398/api");
-        let url = c
-            .resolve("https://em.corp.local:9398/api/tasks/task-1?x=1&y=2")
-            .unwrap();
-        assert_eq!(
-            url.as_str(),
-            "https://10.0.0.5:9398/api/tasks/task-1?x=1&y=2"
-        );
-        let url = c
-            .resolve("/api/vmRestorePoints/a/mounts/1/E:/Documentation%202014")
-            .unwrap();
-        assert_eq!(
-            url.as_str(),
-            "https://10.0.0.5:9398/api/vmRestorePoints/a/mounts/1/E:/Documentation%202014"
-        );
+        let url = c.resolve("https://em.corp.local:9398/api/tasks/task-1?x=1&y=2").unwrap();
+        assert_eq!(url.as_str(), "https://10.0.0.5:9398/api/tasks/task-1?x=1&y=2");
+        let url = c.resolve("/api/vmRestorePoints/a/mounts/1/E:/Documentation%202014").unwrap();
+        assert_eq!(url.as_str(), "https://10.0.0.5:9398/api/vmRestorePoints/a/mounts/1/E:/Documentation%202014");
         assert!(c.resolve("https://evil.example/steal").is_err());
     }
 
@@ -848,10 +679,7 @@ mod tests {
     fn guest_paths_become_encoded_segments() {
         let mut url = Url::parse("https://em/api/vmRestorePoints/a/mounts/1").unwrap();
         push_guest_path(&mut url, r"C:\canary dir\a#b?.txt").unwrap();
-        assert_eq!(
-            url.as_str(),
-            "https://em/api/vmRestorePoints/a/mounts/1/C:/canary%20dir/a%23b%3F.txt"
-        );
+        assert_eq!(url.as_str(), "https://em/api/vmRestorePoints/a/mounts/1/C:/canary%20dir/a%23b%3F.txt");
     }
 
     #[test]
@@ -868,9 +696,6 @@ mod tests {
         let c = client("https://em:9398/api/");
         let s = c.resume("id-1", Secret::new("TOKEN123"));
         let printed = format!("{c:?} {s:?}");
-        assert!(
-            !printed.contains("TOKEN123") && !printed.contains("\"p\""),
-            "{printed}"
-        );
+        assert!(!printed.contains("TOKEN123") && !printed.contains("\"p\""), "{printed}");
     }
 }

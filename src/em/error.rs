@@ -104,34 +104,17 @@ mod tests {
     #[test]
     fn every_reason_is_listed() {
         let samples = [
-            Error::LogonFailed {
-                message: String::new(),
-            },
-            Error::SessionExpired {
-                message: String::new(),
-            },
-            Error::Forbidden {
-                message: String::new(),
-            },
-            Error::NotFound {
-                message: String::new(),
-            },
-            Error::Rejected {
-                status: 400,
-                message: String::new(),
-            },
-            Error::ServerError {
-                status: 500,
-                message: String::new(),
-            },
+            Error::LogonFailed { message: String::new() },
+            Error::SessionExpired { message: String::new() },
+            Error::Forbidden { message: String::new() },
+            Error::NotFound { message: String::new() },
+            Error::Rejected { status: 400, message: String::new() },
+            Error::ServerError { status: 500, message: String::new() },
             Error::Timeout(Duration::from_secs(1)),
             Error::Transport(String::new()),
             Error::Decode(String::new()),
             Error::TooLarge { limit: 1 },
-            Error::TaskFailed {
-                operation: String::new(),
-                message: String::new(),
-            },
+            Error::TaskFailed { operation: String::new(), message: String::new() },
             Error::Config(String::new()),
         ];
         let reasons: Vec<_> = samples.iter().map(Error::reason).collect();
@@ -140,29 +123,11 @@ mod tests {
 
     #[test]
     fn status_mapping() {
-        assert_eq!(
-            Error::from_status(401, String::new(), true).reason(),
-            "logon_failed"
-        );
-        assert_eq!(
-            Error::from_status(401, String::new(), false).reason(),
-            "session_expired"
-        );
-        assert_eq!(
-            Error::from_status(403, String::new(), false).reason(),
-            "forbidden"
-        );
-        assert_eq!(
-            Error::from_status(404, String::new(), false).reason(),
-            "not_found"
-        );
-        assert_eq!(
-            Error::from_status(400, String::new(), false).reason(),
-            "rejected"
-        );
-        assert_eq!(
-            Error::from_status(503, String::new(), false).reason(),
-            "server_error"
-        );
+        assert_eq!(Error::from_status(401, String::new(), true).reason(), "logon_failed");
+        assert_eq!(Error::from_status(401, String::new(), false).reason(), "session_expired");
+        assert_eq!(Error::from_status(403, String::new(), false).reason(), "forbidden");
+        assert_eq!(Error::from_status(404, String::new(), false).reason(), "not_found");
+        assert_eq!(Error::from_status(400, String::new(), false).reason(), "rejected");
+        assert_eq!(Error::from_status(503, String::new(), false).reason(), "server_error");
     }
 }

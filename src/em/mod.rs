@@ -9,14 +9,11 @@ mod error;
 mod model;
 mod wire;
 
-pub use client::{
-    Client, ClientConfig, Endpoint, Format, OsKind, RequestObserver, SESSION_HEADER, Session,
-};
+pub use client::{Client, ClientConfig, Endpoint, Format, OsKind, RequestObserver, SESSION_HEADER, Session};
 pub use error::{Error, Result};
 pub use model::{
-    DirectoryEntry, EntryPoint, FileEntry, FileSystemEntries, Link, LogonInfo, Mount, PointKind,
-    RestorePoint, RestoreSession, SessionResult, SessionState, Task, TaskResult, TaskState,
-    id_from_href, parse_time,
+    DirectoryEntry, EntryPoint, FileEntry, FileSystemEntries, Link, LogonInfo, Mount, PointKind, RestorePoint,
+    RestoreSession, SessionResult, SessionState, Task, TaskResult, TaskState, id_from_href, parse_time,
 };
 
 /// Decoders exposed for fixture tests of the documented example bodies.

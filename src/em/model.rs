@@ -22,12 +22,7 @@ fn links(node: Node<'_>) -> Vec<Link> {
     node.items("Links", "Link")
         .into_iter()
         .filter_map(|l| {
-            Some(Link {
-                rel: l.str("Rel")?,
-                href: l.str("Href")?,
-                kind: l.str("Type"),
-                name: l.str("Name"),
-            })
+            Some(Link { rel: l.str("Rel")?, href: l.str("Href")?, kind: l.str("Type"), name: l.str("Name") })
         })
         .collect()
 }
@@ -37,8 +32,7 @@ fn find_link<'l>(links: &'l [Link], rel: &str) -> Option<&'l Link> {
 }
 
 fn required(node: Node<'_>, field: &str, what: &str) -> Result<String> {
-    node.str(field)
-        .ok_or_else(|| Error::Decode(format!("{what}: missing {field}")))
+    node.str(field).ok_or_else(|| Error::Decode(format!("{what}: missing {field}")))
 }
 
 /// Parses an EM UTC date-time: ISO-8601 with `Z` and any number of fractional digits.
@@ -47,10 +41,7 @@ fn required(node: Node<'_>, field: &str, what: &str) -> Result<String> {
 /// before the Unix epoch, and for values it cannot read: a date is never worth failing a probe.
 pub fn parse_time(value: &str) -> Option<SystemTime> {
     let value = value.trim();
-    let value = value
-        .strip_suffix('Z')
-        .or_else(|| value.strip_suffix('z'))
-        .unwrap_or(value);
+    let value = value.strip_suffix('Z').or_else(|| value.strip_suffix('z')).unwrap_or(value);
     let (main, fraction) = match value.split_once('.') {
         Some((main, fraction)) => (main, fraction),
         None => (value, ""),
@@ -59,21 +50,14 @@ pub fn parse_time(value: &str) -> Option<SystemTime> {
         return None;
     }
     let whole = humantime::parse_rfc3339(&format!("{main}Z")).ok()?;
-    let nanos: String = fraction
-        .chars()
-        .chain(std::iter::repeat('0'))
-        .take(9)
-        .collect();
+    let nanos: String = fraction.chars().chain(std::iter::repeat('0')).take(9).collect();
     Some(whole + Duration::from_nanos(nanos.parse().ok()?))
 }
 
 /// The last path segment of an href, without query: the id EM uses in URLs.
 pub fn id_from_href(href: &str) -> Option<&str> {
     let path = href.split(['?', '#']).next()?;
-    path.trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .filter(|s| !s.is_empty())
+    path.trim_end_matches('/').rsplit('/').next().filter(|s| !s.is_empty())
 }
 
 /// Backup restore points and replica restore points share one contract.
@@ -164,11 +148,7 @@ impl RestorePoint {
             None => return Ok(Vec::new()),
         };
         let singular = kind.query_type();
-        entities
-            .items(kind.plural(), singular)
-            .into_iter()
-            .map(|n| RestorePoint::decode(n, kind))
-            .collect()
+        entities.items(kind.plural(), singular).into_iter().map(|n| RestorePoint::decode(n, kind)).collect()
     }
 
     /// Where to `POST` a mount: the `Create` link, else `<entity>/mounts`.
@@ -176,12 +156,7 @@ impl RestorePoint {
         find_link(&self.links, "Create")
             .filter(|l| l.kind.as_deref().is_none_or(|k| k.ends_with("Mount")))
             .map(|l| l.href.clone())
-            .unwrap_or_else(|| {
-                format!(
-                    "{}/mounts",
-                    self.href.split('?').next().unwrap_or(&self.href)
-                )
-            })
+            .unwrap_or_else(|| format!("{}/mounts", self.href.split('?').next().unwrap_or(&self.href)))
     }
 }
 
@@ -229,16 +204,11 @@ impl Task {
     pub(crate) fn decode(node: Node<'_>) -> Result<Task> {
         let href = required(node, "Href", "Task")?;
         let result = node.child("Result").map(|r| TaskResult {
-            success: r
-                .str("Success")
-                .is_some_and(|s| s.eq_ignore_ascii_case("true")),
+            success: r.str("Success").is_some_and(|s| s.eq_ignore_ascii_case("true")),
             message: r.str("Message"),
         });
         Ok(Task {
-            id: node
-                .str("TaskId")
-                .or_else(|| id_from_href(&href).map(str::to_owned))
-                .unwrap_or_default(),
+            id: node.str("TaskId").or_else(|| id_from_href(&href).map(str::to_owned)).unwrap_or_default(),
             state: TaskState::parse(&required(node, "State", "Task")?),
             operation: node.str("Operation").unwrap_or_default(),
             result,
@@ -257,10 +227,7 @@ impl Task {
     pub fn into_outcome(self) -> Result<Task> {
         match &self.result {
             Some(TaskResult { success: true, .. }) => Ok(self),
-            Some(TaskResult {
-                success: false,
-                message,
-            }) => Err(Error::TaskFailed {
+            Some(TaskResult { success: false, message }) => Err(Error::TaskFailed {
                 operation: self.operation.clone(),
                 message: message.clone().unwrap_or_else(|| "no message".to_owned()),
             }),
@@ -283,9 +250,7 @@ impl Task {
 
     /// The `Delete` link (task housekeeping), else the task href.
     pub fn delete_href(&self) -> &str {
-        find_link(&self.links, "Delete")
-            .map(|l| l.href.as_str())
-            .unwrap_or(&self.href)
+        find_link(&self.links, "Delete").map(|l| l.href.as_str()).unwrap_or(&self.href)
     }
 }
 
@@ -299,11 +264,7 @@ pub struct DirectoryEntry {
 
 impl DirectoryEntry {
     fn decode(node: Node<'_>) -> DirectoryEntry {
-        DirectoryEntry {
-            href: node.str("Href"),
-            path: node.str("Path"),
-            name: node.str("Name"),
-        }
+        DirectoryEntry { href: node.str("Href"), path: node.str("Path"), name: node.str("Name") }
     }
 }
 
@@ -328,11 +289,7 @@ impl Mount {
     pub(crate) fn decode(node: Node<'_>) -> Result<Mount> {
         Ok(Mount {
             href: required(node, "Href", "mount")?,
-            fs_roots: node
-                .items("FSRoots", "DirectoryEntry")
-                .into_iter()
-                .map(DirectoryEntry::decode)
-                .collect(),
+            fs_roots: node.items("FSRoots", "DirectoryEntry").into_iter().map(DirectoryEntry::decode).collect(),
             links: links(node),
         })
     }
@@ -342,11 +299,7 @@ impl Mount {
         let (plural, singular) = kind.mount_types();
         let mut items = root.items(plural, singular);
         if items.is_empty() {
-            let other = if kind == PointKind::Backup {
-                PointKind::Replica
-            } else {
-                PointKind::Backup
-            };
+            let other = if kind == PointKind::Backup { PointKind::Replica } else { PointKind::Backup };
             let (plural, singular) = other.mount_types();
             items = root.items(plural, singular);
         }
@@ -355,9 +308,7 @@ impl Mount {
 
     /// Where to `DELETE`: the mount's own `Delete` link (preferred, see em-api.md §4.2), else its href.
     pub fn delete_href(&self) -> &str {
-        find_link(&self.links, "Delete")
-            .map(|l| l.href.as_str())
-            .unwrap_or(&self.href)
+        find_link(&self.links, "Delete").map(|l| l.href.as_str()).unwrap_or(&self.href)
     }
 }
 
@@ -371,11 +322,7 @@ pub struct FileSystemEntries {
 impl FileSystemEntries {
     pub(crate) fn decode(node: Node<'_>) -> FileSystemEntries {
         FileSystemEntries {
-            directories: node
-                .items("Directories", "DirectoryEntry")
-                .into_iter()
-                .map(DirectoryEntry::decode)
-                .collect(),
+            directories: node.items("Directories", "DirectoryEntry").into_iter().map(DirectoryEntry::decode).collect(),
             files: node
                 .items("Files", "FileEntry")
                 .into_iter()
@@ -451,10 +398,7 @@ impl RestoreSession {
             s if s.eq_ignore_ascii_case("Failed") => SessionResult::Failed,
             s => SessionResult::Other(s.to_owned()),
         });
-        let progress = node
-            .str("Progress")
-            .and_then(|p| p.parse::<f64>().ok())
-            .unwrap_or(0.0);
+        let progress = node.str("Progress").and_then(|p| p.parse::<f64>().ok()).unwrap_or(0.0);
         Ok(RestoreSession {
             href: required(node, "Href", "RestoreSession")?,
             name: node.str("Name"),
@@ -472,11 +416,7 @@ impl RestoreSession {
         let Some(entities) = root.child("Entities") else {
             return Ok(Vec::new());
         };
-        entities
-            .items("RestoreSessions", "RestoreSession")
-            .into_iter()
-            .map(RestoreSession::decode)
-            .collect()
+        entities.items("RestoreSessions", "RestoreSession").into_iter().map(RestoreSession::decode).collect()
     }
 }
 
@@ -496,26 +436,18 @@ impl LogonInfo {
             .str("SessionId")
             .or_else(|| href.as_deref().and_then(id_from_href).map(str::to_owned))
             .ok_or_else(|| Error::Decode("LogonSession: missing SessionId".to_owned()))?;
-        Ok(LogonInfo {
-            session_id,
-            user_name: node.str("UserName"),
-            href,
-            links: links(node),
-        })
+        Ok(LogonInfo { session_id, user_name: node.str("UserName"), href, links: links(node) })
     }
 
     /// The log-off href: the `Delete` link, else `Href`.
     pub fn delete_href(&self) -> Option<&str> {
-        find_link(&self.links, "Delete")
-            .map(|l| l.href.as_str())
-            .or(self.href.as_deref())
+        find_link(&self.links, "Delete").map(|l| l.href.as_str()).or(self.href.as_deref())
     }
 }
 
 /// EM's `Error` body, XML or JSON, reduced to its message.
 pub(crate) fn error_message(root: Node<'_>) -> Option<String> {
-    root.str("Message")
-        .or_else(|| root.str("FirstChanceExceptionMessage"))
+    root.str("Message").or_else(|| root.str("FirstChanceExceptionMessage"))
 }
 
 /// `GET /api/`: the API versions the server supports.
@@ -544,18 +476,9 @@ mod tests {
     fn times_with_any_fraction() {
         let base = humantime::parse_rfc3339("2017-01-12T16:56:28Z").unwrap();
         assert_eq!(parse_time("2017-01-12T16:56:28Z"), Some(base));
-        assert_eq!(
-            parse_time("2017-01-12T16:56:28.7Z"),
-            Some(base + Duration::from_millis(700))
-        );
-        assert_eq!(
-            parse_time("2017-01-12T16:56:28.783Z"),
-            Some(base + Duration::from_millis(783))
-        );
-        assert_eq!(
-            parse_time("2017-01-12T16:56:28.1234567891234Z"),
-            Some(base + Duration::from_nanos(123_456_789))
-        );
+        assert_eq!(parse_time("2017-01-12T16:56:28.7Z"), Some(base + Duration::from_millis(700)));
+        assert_eq!(parse_time("2017-01-12T16:56:28.783Z"), Some(base + Duration::from_millis(783)));
+        assert_eq!(parse_time("2017-01-12T16:56:28.1234567891234Z"), Some(base + Duration::from_nanos(123_456_789)));
         assert_eq!(parse_time("2017-01-12T16:56:28"), Some(base));
         assert_eq!(parse_time("1753-01-01T00:00:00Z"), None);
         assert_eq!(parse_time("garbage"), None);
@@ -565,13 +488,7 @@ mod tests {
     #[test]
     fn ids_from_hrefs() {
         assert_eq!(id_from_href("https://h/api/tasks/task-1"), Some("task-1"));
-        assert_eq!(
-            id_from_href("https://h/api/restoreSessions/8f20?format=Entity"),
-            Some("8f20")
-        );
-        assert_eq!(
-            id_from_href("https://h/api/logonSessions/abc/"),
-            Some("abc")
-        );
+        assert_eq!(id_from_href("https://h/api/restoreSessions/8f20?format=Entity"), Some("8f20"));
+        assert_eq!(id_from_href("https://h/api/logonSessions/abc/"), Some("abc"));
     }
 }

@@ -33,9 +33,9 @@ impl Doc {
         let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
         let first = body.iter().find(|b| !b.is_ascii_whitespace());
         match first {
-            Some(b'{') | Some(b'[') => serde_json::from_slice(body)
-                .map(Doc::Json)
-                .map_err(|e| format!("invalid JSON: {e}")),
+            Some(b'{') | Some(b'[') => {
+                serde_json::from_slice(body).map(Doc::Json).map_err(|e| format!("invalid JSON: {e}"))
+            }
             Some(b'<') => parse_xml(body).map(Doc::Xml),
             Some(_) => Err("body is neither XML nor JSON".to_owned()),
             None => Err("empty body".to_owned()),
@@ -51,8 +51,9 @@ impl Doc {
 }
 
 fn parse_xml(body: &[u8]) -> Result<XmlElement, String> {
+    // No trim_text: it would also strip the spaces around entity references (`a &lt;b&gt;`).
+    // Values are trimmed when read instead (`Node::str`).
     let mut reader = quick_xml::Reader::from_reader(body);
-    reader.config_mut().trim_text(true);
     let mut stack: Vec<XmlElement> = Vec::new();
     let mut buf = Vec::new();
     let err = |e: &dyn std::fmt::Display, pos: u64| format!("invalid XML at byte {pos}: {e}");
@@ -74,8 +75,7 @@ fn parse_xml(body: &[u8]) -> Result<XmlElement, String> {
                         continue;
                     }
                     let value = attr.unescape_value().map_err(|e| err(&e, pos))?;
-                    let local =
-                        String::from_utf8_lossy(attr.key.local_name().as_ref()).into_owned();
+                    let local = String::from_utf8_lossy(attr.key.local_name().as_ref()).into_owned();
                     element.attributes.push((local, value.into_owned()));
                 }
                 if is_empty {
@@ -125,7 +125,7 @@ fn parse_xml(body: &[u8]) -> Result<XmlElement, String> {
 }
 
 /// Attaches a finished element to its parent, or returns it when it is the document root.
-fn close_or_root(stack: &mut Vec<XmlElement>, element: XmlElement) -> Option<XmlElement> {
+fn close_or_root(stack: &mut [XmlElement], element: XmlElement) -> Option<XmlElement> {
     match stack.last_mut() {
         Some(parent) => {
             parent.children.push(element);
@@ -174,12 +174,7 @@ impl<'a> Node<'a> {
                 .iter()
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.clone())
-                .or_else(|| {
-                    e.children
-                        .iter()
-                        .find(|c| c.name == name)
-                        .map(|c| c.text.clone())
-                }),
+                .or_else(|| e.children.iter().find(|c| c.name == name).map(|c| c.text.clone())),
             Node::Json(v) => match v.get(name)? {
                 Value::String(s) => Some(s.clone()),
                 Value::Number(n) => Some(n.to_string()),
@@ -201,19 +196,9 @@ impl<'a> Node<'a> {
     pub(crate) fn items(&self, plural: &str, singular: &str) -> Vec<Node<'a>> {
         match self {
             Node::Xml(e) => {
-                let container = if e.name == plural {
-                    Some(*e)
-                } else {
-                    e.children.iter().find(|c| c.name == plural)
-                };
+                let container = if e.name == plural { Some(*e) } else { e.children.iter().find(|c| c.name == plural) };
                 container
-                    .map(|c| {
-                        c.children
-                            .iter()
-                            .filter(|i| i.name == singular)
-                            .map(Node::Xml)
-                            .collect()
-                    })
+                    .map(|c| c.children.iter().filter(|i| i.name == singular).map(Node::Xml).collect())
                     .unwrap_or_default()
             }
             Node::Json(v) => match v.get(plural) {
@@ -294,20 +279,8 @@ mod tests {
 
     #[test]
     fn malformed_bodies_are_errors_not_panics() {
-        for body in [
-            &b""[..],
-            b"   ",
-            b"<Task><State>",
-            b"{\"a\":",
-            b"hello",
-            b"<a></b>",
-            b"<a>&bogus;</a>",
-        ] {
-            assert!(
-                Doc::parse(body).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(body)
-            );
+        for body in [&b""[..], b"   ", b"<Task><State>", b"{\"a\":", b"hello", b"<a></b>", b"<a>&bogus;</a>"] {
+            assert!(Doc::parse(body).is_err(), "{:?}", String::from_utf8_lossy(body));
         }
     }
 }

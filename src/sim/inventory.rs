@@ -25,10 +25,7 @@ pub struct UserSpec {
 
 impl std::fmt::Debug for UserSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserSpec")
-            .field("name", &self.name)
-            .field("password", &"<secret>")
-            .finish()
+        f.debug_struct("UserSpec").field("name", &self.name).field("password", &"<secret>").finish()
     }
 }
 
@@ -122,16 +119,11 @@ impl Inventory {
                 });
             }
         }
-        Ok(Inventory {
-            users: file.users,
-            vms: file.vms,
-            points,
-        })
+        Ok(Inventory { users: file.users, vms: file.vms, points })
     }
 
     pub(crate) fn parse(text: &str) -> Result<Inventory, String> {
-        let file: InventoryFile =
-            serde_norway::from_str(text).map_err(|e| format!("inventory: {e}"))?;
+        let file: InventoryFile = serde_norway::from_str(text).map_err(|e| format!("inventory: {e}"))?;
         Inventory::build(file)
     }
 
@@ -145,19 +137,13 @@ impl Inventory {
 }
 
 fn truncate_to_secs(t: SystemTime) -> SystemTime {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
 }
 
 /// Normalises a guest path for comparison: `/` separators, no empty segments, lower case.
 pub(crate) fn path_key(path: &str) -> Vec<String> {
-    path.split(['/', '\\'])
-        .filter(|s| !s.is_empty())
-        .map(str::to_lowercase)
-        .collect()
+    path.split(['/', '\\']).filter(|s| !s.is_empty()).map(str::to_lowercase).collect()
 }
 
 /// A directory listing derived from the file paths of a VM.
@@ -169,15 +155,8 @@ pub(crate) struct Listing {
 impl VmSpec {
     /// The top-level volumes (`C:`, `D:`, or `/` children for Linux).
     pub(crate) fn roots(&self) -> Vec<String> {
-        let mut roots: Vec<String> = self
-            .files
-            .keys()
-            .filter_map(|p| {
-                p.split(['/', '\\'])
-                    .find(|s| !s.is_empty())
-                    .map(str::to_owned)
-            })
-            .collect();
+        let mut roots: Vec<String> =
+            self.files.keys().filter_map(|p| p.split(['/', '\\']).find(|s| !s.is_empty()).map(str::to_owned)).collect();
         roots.sort();
         roots.dedup();
         roots
@@ -185,10 +164,7 @@ impl VmSpec {
 
     pub(crate) fn file(&self, path: &str) -> Option<&str> {
         let key = path_key(path);
-        self.files
-            .iter()
-            .find(|(p, _)| path_key(p) == key)
-            .map(|(_, c)| c.as_str())
+        self.files.iter().find(|(p, _)| path_key(p) == key).map(|(_, c)| c.as_str())
     }
 
     /// Lists one directory; `None` when no file lies under it.
@@ -230,17 +206,13 @@ mod tests {
         assert_eq!(dir.directories, vec!["sub dir"]);
         assert_eq!(dir.files, vec![("canary.txt".to_owned(), 35)]);
         assert!(vm.list("E:").is_none());
-        assert_eq!(
-            vm.file(r"C:\canary\canary.txt"),
-            Some("veeam-restore-exporter canary file\n")
-        );
+        assert_eq!(vm.file(r"C:\canary\canary.txt"), Some("veeam-restore-exporter canary file\n"));
         assert_eq!(inv.points.len(), 4);
     }
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let err =
-            Inventory::parse("users: [{name: a, password: b}]\nvms: []\nextra: 1\n").unwrap_err();
+        let err = Inventory::parse("users: [{name: a, password: b}]\nvms: []\nextra: 1\n").unwrap_err();
         assert!(err.contains("unknown field `extra`"), "{err}");
     }
 }

@@ -30,8 +30,7 @@ use bytes::Bytes;
 
 pub use inventory::{DEFAULT_INVENTORY, InventoryFile};
 pub use world::{
-    Fault, FaultKind, LoggedRequest, MountView, RestoreSessionView, RestoredFile, SessionView,
-    StateView, Timings,
+    Fault, FaultKind, LoggedRequest, MountView, RestoreSessionView, RestoredFile, SessionView, StateView, Timings,
 };
 
 use crate::em::{Endpoint, Format, OsKind, PointKind, SESSION_HEADER};
@@ -103,65 +102,45 @@ struct Sim {
 impl Sim {
     fn world(&self) -> MutexGuard<'_, World> {
         // A panic while holding the lock is a simulator bug; keep serving rather than cascade.
-        self.world
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.world.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 /// Starts the simulator on `config.listen` and returns once it accepts connections.
 pub async fn start(config: SimConfig) -> Result<SimServer, String> {
-    let inventory =
-        inventory::Inventory::parse(config.inventory.as_deref().unwrap_or(DEFAULT_INVENTORY))?;
-    let listener = std::net::TcpListener::bind(config.listen)
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let inventory = inventory::Inventory::parse(config.inventory.as_deref().unwrap_or(DEFAULT_INVENTORY))?;
+    let listener =
+        std::net::TcpListener::bind(config.listen).map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let scheme = if config.tls { "https" } else { "http" };
     let mut world = World::new(inventory, config.timings, config.faults);
     world.base = format!("{scheme}://{addr}/api");
-    let sim = Sim {
-        world: Arc::new(Mutex::new(world)),
-    };
+    let sim = Sim { world: Arc::new(Mutex::new(world)) };
     let app = router(sim.clone());
     let handle = axum_server::Handle::new();
     let (task, cert_file) = if config.tls {
-        let cert =
-            rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), addr.ip().to_string()])
-                .map_err(|e| format!("cannot generate certificate: {e}"))?;
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), addr.ip().to_string()])
+            .map_err(|e| format!("cannot generate certificate: {e}"))?;
         let cert_pem = cert.cert.pem();
-        let path = config.tls_cert_file.clone().unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("veeam-em-sim-{}.pem", addr.port()))
-        });
-        std::fs::write(&path, &cert_pem)
-            .map_err(|e| format!("cannot write certificate to {}: {e}", path.display()))?;
+        let path = config
+            .tls_cert_file
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join(format!("veeam-em-sim-{}.pem", addr.port())));
+        std::fs::write(&path, &cert_pem).map_err(|e| format!("cannot write certificate to {}: {e}", path.display()))?;
         let tls = axum_server::tls_rustls::RustlsConfig::from_pem(
             cert_pem.into_bytes(),
             cert.signing_key.serialize_pem().into_bytes(),
         )
         .await
         .map_err(|e| format!("TLS configuration: {e}"))?;
-        let server = axum_server::from_tcp_rustls(listener, tls)
-            .map_err(|e| e.to_string())?
-            .handle(handle.clone());
-        (
-            tokio::spawn(server.serve(app.into_make_service())),
-            Some(path),
-        )
+        let server = axum_server::from_tcp_rustls(listener, tls).map_err(|e| e.to_string())?.handle(handle.clone());
+        (tokio::spawn(server.serve(app.into_make_service())), Some(path))
     } else {
-        let server = axum_server::from_tcp(listener)
-            .map_err(|e| e.to_string())?
-            .handle(handle.clone());
+        let server = axum_server::from_tcp(listener).map_err(|e| e.to_string())?.handle(handle.clone());
         (tokio::spawn(server.serve(app.into_make_service())), None)
     };
-    Ok(SimServer {
-        addr,
-        api_url: format!("{scheme}://{addr}/api/"),
-        cert_file,
-        sim,
-        handle,
-        task,
-    })
+    Ok(SimServer { addr, api_url: format!("{scheme}://{addr}/api/"), cert_file, sim, handle, task })
 }
 
 fn router(sim: Sim) -> Router {
@@ -171,43 +150,20 @@ fn router(sim: Sim) -> Router {
         .route("/api/sessionMngr/", post(logon))
         .route("/api/sessionMngr", post(logon))
         .route("/api/logonSessions", get(list_logon_sessions))
-        .route(
-            "/api/logonSessions/{id}",
-            get(get_logon_session).delete(logoff),
-        )
+        .route("/api/logonSessions/{id}", get(get_logon_session).delete(logoff))
         .route("/api/query", get(query))
         .route("/api/tasks/{id}", get(get_task).delete(delete_task))
         .route("/api/restoreSessions/{id}", get(get_restore_session))
-        .route(
-            "/api/catalog/vms/{vm}/vmRestorePoints/{pid}/guestfs/{*path}",
-            post(catalog_restore),
-        )
+        .route("/api/catalog/vms/{vm}/vmRestorePoints/{pid}/guestfs/{*path}", post(catalog_restore))
         .route("/api/{coll}/{pid}", get(get_point))
-        .route(
-            "/api/{coll}/{pid}/mounts",
-            get(list_mounts).post(create_mount),
-        )
-        .route(
-            "/api/{coll}/{pid}/mounts/{mid}",
-            get(get_mount).delete(delete_mount),
-        )
-        .route(
-            "/api/{coll}/{pid}/mounts/{mid}/{*path}",
-            get(browse_or_download).post(file_restore),
-        )
+        .route("/api/{coll}/{pid}/mounts", get(list_mounts).post(create_mount))
+        .route("/api/{coll}/{pid}/mounts/{mid}", get(get_mount).delete(delete_mount))
+        .route("/api/{coll}/{pid}/mounts/{mid}/{*path}", get(browse_or_download).post(file_restore))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(sim.clone(), instrument));
     let admin = Router::new()
-        .route(
-            "/sim/requests",
-            get(admin_requests).delete(admin_clear_requests),
-        )
-        .route(
-            "/sim/faults",
-            get(admin_faults)
-                .post(admin_add_fault)
-                .delete(admin_clear_faults),
-        )
+        .route("/sim/requests", get(admin_requests).delete(admin_clear_requests))
+        .route("/sim/faults", get(admin_faults).post(admin_add_fault).delete(admin_clear_faults))
         .route("/sim/sessions/expire", post(admin_expire))
         .route("/sim/state", get(admin_state))
         .route("/sim/timings", get(admin_timings).put(admin_set_timings));
@@ -218,76 +174,42 @@ fn router(sim: Sim) -> Router {
 
 /// The response format a request asked for.
 fn format_of(headers: &HeaderMap) -> Format {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if accept.contains("application/json") && !accept.contains("application/xml") {
-        Format::Json
-    } else {
-        Format::Xml
-    }
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if accept.contains("application/json") && !accept.contains("application/xml") { Format::Json } else { Format::Xml }
 }
 
 /// The session token. Like EM, a cookie wins over the header (em-api.md §1.3).
 fn token_of(headers: &HeaderMap) -> Option<String> {
-    let from_cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|cookies| {
-            cookies.split(';').find_map(|c| {
-                c.trim()
-                    .strip_prefix(&format!("{SESSION_HEADER}="))
-                    .map(str::to_owned)
-            })
-        });
-    from_cookie.or_else(|| {
-        headers
-            .get(SESSION_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    })
+    let from_cookie = headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|cookies| {
+        cookies.split(';').find_map(|c| c.trim().strip_prefix(&format!("{SESSION_HEADER}=")).map(str::to_owned))
+    });
+    from_cookie.or_else(|| headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned))
 }
 
 fn render(body: &Body, format: Format, status: StatusCode) -> Response {
     let mut response = (status, body.render(format)).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(format.media_type()),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format.media_type()));
     response
 }
 
 fn error_response(e: SimError, format: Format) -> Response {
-    let el = El::new("Error")
-        .attr("Message", e.message.clone())
-        .attr("StatusCode", e.status as i64);
+    let el = El::new("Error").attr("Message", e.message.clone()).attr("StatusCode", e.status as i64);
     let el = match format {
         // The JSON form seen from real EM carries these keys (em-api.md §1.7).
-        Format::Json => el
-            .attr("FirstChanceExceptionMessage", e.message)
-            .attr("Status", "Error"),
+        Format::Json => el.attr("FirstChanceExceptionMessage", e.message).attr("Status", "Error"),
         Format::Xml => el.field("FirstChanceExceptionMessage", e.message),
     };
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = render(&Body::Entity(el), format, status);
     if e.status == 401 {
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic Realm=RestSvc"),
-        );
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic Realm=RestSvc"));
     }
     response
 }
 
 /// Which documented call a request is, for faults and the request log.
 fn classify(method: &Method, path: &str, query: &str) -> Option<Endpoint> {
-    let parts: Vec<&str> = path
-        .trim_start_matches("/api")
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
+    let parts: Vec<&str> = path.trim_start_matches("/api").split('/').filter(|s| !s.is_empty()).collect();
     let is = |m: &Method| method == m;
     Some(match parts.as_slice() {
         [] => Endpoint::ApiRoot,
@@ -315,11 +237,7 @@ async fn instrument(State(sim): State<Sim>, request: Request, next: Next) -> Res
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let query = request.uri().query().unwrap_or("").to_owned();
-    let full_path = if query.is_empty() {
-        path.clone()
-    } else {
-        format!("{path}?{query}")
-    };
+    let full_path = if query.is_empty() { path.clone() } else { format!("{path}?{query}") };
     let endpoint = classify(&method, &path, &query);
     let token = token_of(request.headers());
     let format = format_of(request.headers());
@@ -339,45 +257,29 @@ async fn instrument(State(sim): State<Sim>, request: Request, next: Next) -> Res
                     message: message.clone().unwrap_or_else(|| "Injected fault".into()),
                 })
             }
-            FaultKind::ExpireSession => {
+            FaultKind::ExpireSession {} => {
                 if let Some(t) = &token {
                     sim.world().expire_by_token(t);
                 }
             }
-            FaultKind::Malformed => malformed = true,
-            FaultKind::Reset => reset = true,
+            FaultKind::Malformed {} => malformed = true,
+            FaultKind::Reset {} => reset = true,
             _ => {}
         }
     }
     // EM 9.5U4 rejected XML/JSON POST bodies when Accept listed several types (em-api.md §1.3).
-    let accept = request
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let has_body = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|l| l != "0");
+    let accept = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let has_body =
+        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|l| l != "0");
     if status_fault.is_none() && method == Method::POST && has_body && accept.contains(',') {
-        status_fault = Some(SimError {
-            status: 400,
-            message: "Node [root] does not exist.".into(),
-        });
+        status_fault = Some(SimError { status: 400, message: "Node [root] does not exist.".into() });
     }
     let response = match status_fault {
         Some(e) => error_response(e, format),
         None => next.run(request).await,
     };
     let status = response.status();
-    sim.world().record(
-        method.as_str(),
-        &full_path,
-        endpoint,
-        status.as_u16(),
-        token.as_deref(),
-    );
+    sim.world().record(method.as_str(), &full_path, endpoint, status.as_u16(), token.as_deref());
     if !(malformed || reset) {
         return response;
     }
@@ -387,17 +289,9 @@ async fn instrument(State(sim): State<Sim>, request: Request, next: Next) -> Res
     let mut parts = parts;
     parts.headers.remove(header::CONTENT_LENGTH);
     if reset {
-        let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
-            Ok(half),
-            Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionReset,
-                "injected connection reset",
-            )),
-        ];
-        return Response::from_parts(
-            parts,
-            HttpBody::from_stream(futures_util::stream::iter(chunks)),
-        );
+        let chunks: Vec<Result<Bytes, std::io::Error>> =
+            vec![Ok(half), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected connection reset"))];
+        return Response::from_parts(parts, HttpBody::from_stream(futures_util::stream::iter(chunks)));
     }
     Response::from_parts(parts, HttpBody::from(half))
 }
@@ -413,9 +307,7 @@ fn authed(
     let now = Instant::now();
     let mut world = sim.world();
     world.tick(now);
-    let result = world
-        .authenticate(token_of(headers).as_deref(), now)
-        .and_then(|session| f(&mut world, &session, now));
+    let result = world.authenticate(token_of(headers).as_deref(), now).and_then(|session| f(&mut world, &session, now));
     match result {
         Ok(body) => render(&body, format, ok),
         Err(e) => error_response(e, format),
@@ -431,10 +323,7 @@ fn authed_no_content(
     let now = Instant::now();
     let mut world = sim.world();
     world.tick(now);
-    match world
-        .authenticate(token_of(headers).as_deref(), now)
-        .and_then(|session| f(&mut world, &session))
-    {
+    match world.authenticate(token_of(headers).as_deref(), now).and_then(|session| f(&mut world, &session)) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => error_response(e, format),
     }
@@ -444,31 +333,18 @@ fn point_kind(collection: &str) -> Result<PointKind, SimError> {
     match collection {
         "vmRestorePoints" => Ok(PointKind::Backup),
         "vmReplicaPoints" => Ok(PointKind::Replica),
-        other => Err(SimError {
-            status: 404,
-            message: format!("Resource {other} not found"),
-        }),
+        other => Err(SimError { status: 404, message: format!("Resource {other} not found") }),
     }
 }
 
 // ---- API handlers -----------------------------------------------------------------------------
 
 async fn not_found(headers: HeaderMap) -> Response {
-    error_response(
-        SimError {
-            status: 404,
-            message: "Resource not found".into(),
-        },
-        format_of(&headers),
-    )
+    error_response(SimError { status: 404, message: "Resource not found".into() }, format_of(&headers))
 }
 
 async fn entry_point(State(sim): State<Sim>, headers: HeaderMap) -> Response {
-    render(
-        &sim.world().entry_point(),
-        format_of(&headers),
-        StatusCode::OK,
-    )
+    render(&sim.world().entry_point(), format_of(&headers), StatusCode::OK)
 }
 
 async fn logon(State(sim): State<Sim>, headers: HeaderMap) -> Response {
@@ -477,17 +353,12 @@ async fn logon(State(sim): State<Sim>, headers: HeaderMap) -> Response {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| {
-            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b.trim()).ok()
-        })
+        .and_then(|b| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b.trim()).ok())
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|s| s.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())));
     let Some((user, password)) = credentials else {
         return error_response(
-            SimError {
-                status: 401,
-                message: "Authorization header has been expected but not found".into(),
-            },
+            SimError { status: 401, message: "Authorization header has been expected but not found".into() },
             format,
         );
     };
@@ -522,43 +393,23 @@ async fn logon(State(sim): State<Sim>, headers: HeaderMap) -> Response {
 }
 
 async fn list_logon_sessions(State(sim): State<Sim>, headers: HeaderMap) -> Response {
-    authed(&sim, &headers, StatusCode::OK, |w, s, _| {
-        w.list_logon_sessions(s)
-    })
+    authed(&sim, &headers, StatusCode::OK, |w, s, _| w.list_logon_sessions(s))
 }
 
-async fn get_logon_session(
-    State(sim): State<Sim>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    authed(&sim, &headers, StatusCode::OK, |w, s, _| {
-        w.get_logon_session(s, &id)
-    })
+async fn get_logon_session(State(sim): State<Sim>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    authed(&sim, &headers, StatusCode::OK, |w, s, _| w.get_logon_session(s, &id))
 }
 
 async fn logoff(State(sim): State<Sim>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     authed_no_content(&sim, &headers, |w, s| w.logoff(s, &id))
 }
 
-async fn query(
-    State(sim): State<Sim>,
-    headers: HeaderMap,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
-    authed(&sim, &headers, StatusCode::OK, |w, _, now| {
-        w.query(&params, now)
-    })
+async fn query(State(sim): State<Sim>, headers: HeaderMap, Query(params): Query<HashMap<String, String>>) -> Response {
+    authed(&sim, &headers, StatusCode::OK, |w, _, now| w.query(&params, now))
 }
 
-async fn get_point(
-    State(sim): State<Sim>,
-    headers: HeaderMap,
-    Path((coll, pid)): Path<(String, String)>,
-) -> Response {
-    authed(&sim, &headers, StatusCode::OK, |w, _, _| {
-        w.point(point_kind(&coll)?, &pid)
-    })
+async fn get_point(State(sim): State<Sim>, headers: HeaderMap, Path((coll, pid)): Path<(String, String)>) -> Response {
+    authed(&sim, &headers, StatusCode::OK, |w, _, _| w.point(point_kind(&coll)?, &pid))
 }
 
 async fn list_mounts(
@@ -566,9 +417,7 @@ async fn list_mounts(
     headers: HeaderMap,
     Path((coll, pid)): Path<(String, String)>,
 ) -> Response {
-    authed(&sim, &headers, StatusCode::OK, |w, s, _| {
-        w.mounts(s, point_kind(&coll)?, &pid)
-    })
+    authed(&sim, &headers, StatusCode::OK, |w, s, _| w.mounts(s, point_kind(&coll)?, &pid))
 }
 
 /// Reads the optional `StartMountSpec`/`{"OsKind":…}` body.
@@ -579,29 +428,19 @@ fn os_kind(body: &[u8]) -> Result<Option<OsKind>, SimError> {
         return Ok(None);
     }
     let value = if text.starts_with('{') {
-        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| SimError {
-            status: 400,
-            message: format!("Invalid JSON: {e}"),
-        })?;
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| SimError { status: 400, message: format!("Invalid JSON: {e}") })?;
         v.get("OsKind").and_then(|k| k.as_str()).map(str::to_owned)
     } else if text.contains("StartMountSpec") {
-        text.split_once("<OsKind>")
-            .and_then(|(_, rest)| rest.split_once("</OsKind>"))
-            .map(|(k, _)| k.trim().to_owned())
+        text.split_once("<OsKind>").and_then(|(_, rest)| rest.split_once("</OsKind>")).map(|(k, _)| k.trim().to_owned())
     } else {
-        return Err(SimError {
-            status: 400,
-            message: "Node [root] does not exist.".into(),
-        });
+        return Err(SimError { status: 400, message: "Node [root] does not exist.".into() });
     };
     match value.as_deref() {
         None => Ok(None),
         Some("Windows") => Ok(Some(OsKind::Windows)),
         Some("Linux") => Ok(Some(OsKind::Linux)),
-        Some(other) => Err(SimError {
-            status: 400,
-            message: format!("Unknown OsKind {other}"),
-        }),
+        Some(other) => Err(SimError { status: 400, message: format!("Unknown OsKind {other}") }),
     }
 }
 
@@ -623,9 +462,7 @@ async fn get_mount(
     headers: HeaderMap,
     Path((coll, pid, mid)): Path<(String, String, String)>,
 ) -> Response {
-    authed(&sim, &headers, StatusCode::OK, |w, s, _| {
-        w.mount(s, point_kind(&coll)?, &pid, &mid)
-    })
+    authed(&sim, &headers, StatusCode::OK, |w, s, _| w.mount(s, point_kind(&coll)?, &pid, &mid))
 }
 
 async fn delete_mount(
@@ -633,9 +470,7 @@ async fn delete_mount(
     headers: HeaderMap,
     Path((coll, pid, mid)): Path<(String, String, String)>,
 ) -> Response {
-    authed_no_content(&sim, &headers, |w, s| {
-        w.delete_mount(s, point_kind(&coll)?, &pid, &mid)
-    })
+    authed_no_content(&sim, &headers, |w, s| w.delete_mount(s, point_kind(&coll)?, &pid, &mid))
 }
 
 async fn browse_or_download(
@@ -644,10 +479,7 @@ async fn browse_or_download(
     Path((coll, pid, mid, path)): Path<(String, String, String, String)>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let action = params
-        .get("action")
-        .cloned()
-        .unwrap_or_else(|| "listAll".into());
+    let action = params.get("action").cloned().unwrap_or_else(|| "listAll".into());
     if action.eq_ignore_ascii_case("download") {
         let format = format_of(&headers);
         let now = Instant::now();
@@ -657,15 +489,11 @@ async fn browse_or_download(
             .authenticate(token_of(&headers).as_deref(), now)
             .and_then(|s| world.download(&s, point_kind(&coll)?, &pid, &mid, &path));
         return match result {
-            Ok(bytes) => {
-                ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response()
-            }
+            Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
             Err(e) => error_response(e, format),
         };
     }
-    authed(&sim, &headers, StatusCode::OK, |w, s, _| {
-        w.browse(s, point_kind(&coll)?, &pid, &mid, &path, &action)
-    })
+    authed(&sim, &headers, StatusCode::OK, |w, s, _| w.browse(s, point_kind(&coll)?, &pid, &mid, &path, &action))
 }
 
 async fn file_restore(
@@ -677,14 +505,8 @@ async fn file_restore(
 ) -> Response {
     let faults = sim.world().take_faults(Some(Endpoint::FileRestore), false);
     authed(&sim, &headers, StatusCode::ACCEPTED, |w, s, now| {
-        if !params
-            .get("action")
-            .is_some_and(|a| a.eq_ignore_ascii_case("restore"))
-        {
-            return Err(SimError {
-                status: 400,
-                message: "Unsupported action".into(),
-            });
+        if !params.get("action").is_some_and(|a| a.eq_ignore_ascii_case("restore")) {
+            return Err(SimError { status: 400, message: "Unsupported action".into() });
         }
         let text = String::from_utf8_lossy(&body);
         if !text.contains("ToOriginalLocation") && !text.contains("ForDirectDownload") {
@@ -693,16 +515,7 @@ async fn file_restore(
                 message: "FileRestoreSpec needs ToOriginalLocation or ForDirectDownload".into(),
             });
         }
-        w.start_file_restore(
-            s,
-            point_kind(&coll)?,
-            &pid,
-            &mid,
-            &path,
-            text.contains("ForDirectDownload"),
-            &faults,
-            now,
-        )
+        w.start_file_restore(s, point_kind(&coll)?, &pid, &mid, &path, text.contains("ForDirectDownload"), &faults, now)
     })
 }
 
@@ -712,45 +525,25 @@ async fn catalog_restore(
     Path((vm, pid, path)): Path<(String, String, String)>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let faults = sim
-        .world()
-        .take_faults(Some(Endpoint::CatalogRestore), false);
+    let faults = sim.world().take_faults(Some(Endpoint::CatalogRestore), false);
     authed(&sim, &headers, StatusCode::ACCEPTED, |w, s, now| {
-        if !params
-            .get("action")
-            .is_some_and(|a| a.eq_ignore_ascii_case("restore"))
-        {
-            return Err(SimError {
-                status: 400,
-                message: "Unsupported action".into(),
-            });
+        if !params.get("action").is_some_and(|a| a.eq_ignore_ascii_case("restore")) {
+            return Err(SimError { status: 400, message: "Unsupported action".into() });
         }
         w.start_catalog_restore(s, &vm, &pid, &path, &faults, now)
     })
 }
 
 async fn get_task(State(sim): State<Sim>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    authed(&sim, &headers, StatusCode::OK, |w, s, now| {
-        w.task(s, &id, now)
-    })
+    authed(&sim, &headers, StatusCode::OK, |w, s, now| w.task(s, &id, now))
 }
 
-async fn delete_task(
-    State(sim): State<Sim>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
+async fn delete_task(State(sim): State<Sim>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     authed_no_content(&sim, &headers, |w, s| w.delete_task(s, &id))
 }
 
-async fn get_restore_session(
-    State(sim): State<Sim>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    authed(&sim, &headers, StatusCode::OK, |w, _, now| {
-        w.restore_session(&id, now)
-    })
+async fn get_restore_session(State(sim): State<Sim>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    authed(&sim, &headers, StatusCode::OK, |w, _, now| w.restore_session(&id, now))
 }
 
 // ---- admin --------------------------------------------------------------------------------------
@@ -810,17 +603,14 @@ async fn admin_set_timings(State(sim): State<Sim>, body: Bytes) -> Response {
 pub fn parse_fault_flag(spec: &str) -> Result<Fault, String> {
     let mut map = serde_json::Map::new();
     for pair in spec.split(',').filter(|p| !p.is_empty()) {
-        let (k, v) = pair
-            .split_once('=')
-            .ok_or_else(|| format!("fault {spec:?}: expected key=value, got {pair:?}"))?;
+        let (k, v) = pair.split_once('=').ok_or_else(|| format!("fault {spec:?}: expected key=value, got {pair:?}"))?;
         let value = match v.parse::<u64>() {
             Ok(n) => serde_json::Value::from(n),
             Err(_) => serde_json::Value::from(v),
         };
         map.insert(k.trim().to_owned(), value);
     }
-    serde_json::from_value(serde_json::Value::Object(map))
-        .map_err(|e| format!("fault {spec:?}: {e}"))
+    serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| format!("fault {spec:?}: {e}"))
 }
 
 #[cfg(test)]
@@ -831,57 +621,28 @@ mod tests {
     fn fault_flags() {
         let f = parse_fault_flag("kind=status,status=503,endpoint=mount_create,times=2").unwrap();
         assert_eq!(f.endpoint, Some(Endpoint::MountCreate));
-        assert_eq!(
-            f.kind,
-            FaultKind::Status {
-                status: 503,
-                message: None
-            }
-        );
+        assert_eq!(f.kind, FaultKind::Status { status: 503, message: None });
         assert_eq!(f.times, Some(2));
         assert!(parse_fault_flag("kind=bogus").is_err());
         assert!(parse_fault_flag("kind").is_err());
+        assert!(parse_fault_flag("kind=task_stuck,bogus=1").is_err(), "unknown keys are rejected");
     }
 
     #[test]
     fn requests_are_classified() {
         let c = |m: Method, p: &str, q: &str| classify(&m, p, q);
+        assert_eq!(c(Method::POST, "/api/vmRestorePoints/x/mounts", ""), Some(Endpoint::MountCreate));
         assert_eq!(
-            c(Method::POST, "/api/vmRestorePoints/x/mounts", ""),
-            Some(Endpoint::MountCreate)
-        );
-        assert_eq!(
-            c(
-                Method::GET,
-                "/api/vmReplicaPoints/x/mounts/1/C:/a",
-                "action=listDirs"
-            ),
+            c(Method::GET, "/api/vmReplicaPoints/x/mounts/1/C:/a", "action=listDirs"),
             Some(Endpoint::MountBrowse)
         );
+        assert_eq!(c(Method::GET, "/api/vmRestorePoints/x/mounts/1/C:/a", "action=download"), Some(Endpoint::Download));
+        assert_eq!(c(Method::DELETE, "/api/vmRestorePoints/x/mounts/1", ""), Some(Endpoint::MountDelete));
         assert_eq!(
-            c(
-                Method::GET,
-                "/api/vmRestorePoints/x/mounts/1/C:/a",
-                "action=download"
-            ),
-            Some(Endpoint::Download)
-        );
-        assert_eq!(
-            c(Method::DELETE, "/api/vmRestorePoints/x/mounts/1", ""),
-            Some(Endpoint::MountDelete)
-        );
-        assert_eq!(
-            c(
-                Method::POST,
-                "/api/catalog/vms/v/vmRestorePoints/p/guestfs/C:/a",
-                ""
-            ),
+            c(Method::POST, "/api/catalog/vms/v/vmRestorePoints/p/guestfs/C:/a", ""),
             Some(Endpoint::CatalogRestore)
         );
-        assert_eq!(
-            c(Method::DELETE, "/api/logonSessions/x", ""),
-            Some(Endpoint::Logoff)
-        );
+        assert_eq!(c(Method::DELETE, "/api/logonSessions/x", ""), Some(Endpoint::Logoff));
         assert_eq!(c(Method::GET, "/api/", ""), Some(Endpoint::ApiRoot));
     }
 }

@@ -56,11 +56,7 @@ pub(crate) struct El {
 
 impl El {
     pub(crate) fn new(name: &str) -> El {
-        El {
-            name: name.to_owned(),
-            attrs: Vec::new(),
-            children: Vec::new(),
-        }
+        El { name: name.to_owned(), attrs: Vec::new(), children: Vec::new() }
     }
 
     pub(crate) fn attr(mut self, key: &str, value: impl Into<Value>) -> El {
@@ -69,8 +65,7 @@ impl El {
     }
 
     pub(crate) fn field(mut self, key: &str, value: impl Into<Value>) -> El {
-        self.children
-            .push(Child::Field(key.to_owned(), value.into()));
+        self.children.push(Child::Field(key.to_owned(), value.into()));
         self
     }
 
@@ -87,20 +82,12 @@ impl El {
     }
 
     pub(crate) fn list(mut self, name: &str, items: Vec<El>) -> El {
-        self.children.push(Child::List {
-            name: name.to_owned(),
-            items,
-            double: false,
-        });
+        self.children.push(Child::List { name: name.to_owned(), items, double: false });
         self
     }
 
     pub(crate) fn query_list(mut self, name: &str, items: Vec<El>) -> El {
-        self.children.push(Child::List {
-            name: name.to_owned(),
-            items,
-            double: true,
-        });
+        self.children.push(Child::List { name: name.to_owned(), items, double: true });
         self
     }
 
@@ -131,12 +118,7 @@ pub(crate) struct Link {
 }
 
 pub(crate) fn link(rel: &'static str, kind: Option<&'static str>, href: impl Into<String>) -> Link {
-    Link {
-        rel,
-        kind,
-        href: href.into(),
-        name: None,
-    }
+    Link { rel, kind, href: href.into(), name: None }
 }
 
 /// A whole response body.
@@ -186,10 +168,7 @@ impl Body {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 fn text(v: &Value) -> String {
@@ -249,17 +228,9 @@ fn json(el: &El) -> serde_json::Value {
             Child::Node(n) => {
                 map.insert(n.name.clone(), json(n));
             }
-            Child::List {
-                name,
-                items,
-                double,
-            } => {
+            Child::List { name, items, double } => {
                 let array = serde_json::Value::Array(items.iter().map(json).collect());
-                let value = if *double {
-                    serde_json::json!({ name: array })
-                } else {
-                    array
-                };
+                let value = if *double { serde_json::json!({ name: array }) } else { array };
                 map.insert(name.clone(), value);
             }
         }

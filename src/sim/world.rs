@@ -43,9 +43,9 @@ impl Default for Timings {
 }
 
 /// A fault to inject. `endpoint` limits it to one kind of call (any call when absent); `times`
-/// limits how often it fires (forever when absent).
+/// limits how often it fires (forever when absent). Unknown keys are errors.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "FaultFields")]
 pub struct Fault {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<Endpoint>,
@@ -53,6 +53,27 @@ pub struct Fault {
     pub kind: FaultKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub times: Option<u32>,
+}
+
+/// `Fault` as read: serde's `deny_unknown_fields` does not combine with `flatten`, so the keys
+/// left after `endpoint` and `times` are decoded strictly as a [`FaultKind`] on their own.
+#[derive(Deserialize)]
+struct FaultFields {
+    #[serde(default)]
+    endpoint: Option<Endpoint>,
+    #[serde(default)]
+    times: Option<u32>,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, serde_json::Value>,
+}
+
+impl TryFrom<FaultFields> for Fault {
+    type Error = String;
+
+    fn try_from(f: FaultFields) -> Result<Fault, String> {
+        let kind = serde_json::from_value(serde_json::Value::Object(f.rest)).map_err(|e| e.to_string())?;
+        Ok(Fault { endpoint: f.endpoint, kind, times: f.times })
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -72,15 +93,15 @@ pub enum FaultKind {
         message: Option<String>,
     },
     /// Tasks created by the call never leave `Running`.
-    TaskStuck,
+    TaskStuck {},
     /// Restore sessions created by the call end with this result (`Failed` or `Warning`).
     RestoreResult { result: String },
     /// The caller's logon session expires before the call is handled.
-    ExpireSession,
+    ExpireSession {},
     /// The body is cut in half (still a 2xx).
-    Malformed,
+    Malformed {},
     /// The connection is dropped mid-answer.
-    Reset,
+    Reset {},
 }
 
 impl FaultKind {
@@ -90,9 +111,9 @@ impl FaultKind {
             self,
             FaultKind::Latency { .. }
                 | FaultKind::Status { .. }
-                | FaultKind::ExpireSession
-                | FaultKind::Malformed
-                | FaultKind::Reset
+                | FaultKind::ExpireSession {}
+                | FaultKind::Malformed {}
+                | FaultKind::Reset {}
         )
     }
 }
@@ -159,10 +180,7 @@ pub(crate) struct SimError {
 }
 
 fn err(status: u16, message: impl Into<String>) -> SimError {
-    SimError {
-        status,
-        message: message.into(),
-    }
+    SimError { status, message: message.into() }
 }
 
 type Reply = Result<Body, SimError>;
@@ -177,20 +195,9 @@ struct LogonSession {
 }
 
 enum Effect {
-    Mount {
-        kind: PointKind,
-        point_id: String,
-    },
-    CatalogRestore {
-        vm: String,
-        point: Point,
-        path: String,
-        result: Option<String>,
-    },
-    DownloadRestore {
-        mount_href: String,
-        path: String,
-    },
+    Mount { kind: PointKind, point_id: String },
+    CatalogRestore { vm: String, point: Point, path: String, result: Option<String> },
+    DownloadRestore { mount_href: String, path: String },
 }
 
 struct SimTask {
@@ -240,28 +247,19 @@ struct RestoreView {
 impl SimRestoreSession {
     fn view(&self, now: Instant) -> RestoreView {
         match &self.kind {
-            RestoreKind::Mount { ended: None } => RestoreView {
-                state: "Working",
-                result: "None".into(),
-                progress: 0,
-                end: None,
-            },
-            RestoreKind::Mount { ended: Some(end) } => RestoreView {
-                state: "Stopped",
-                result: "Success".into(),
-                progress: 100,
-                end: Some(*end),
-            },
+            RestoreKind::Mount { ended: None } => {
+                RestoreView { state: "Working", result: "None".into(), progress: 0, end: None }
+            }
+            RestoreKind::Mount { ended: Some(end) } => {
+                RestoreView { state: "Stopped", result: "Success".into(), progress: 100, end: Some(*end) }
+            }
             RestoreKind::Restore { duration, result } => {
                 let elapsed = now.saturating_duration_since(self.created).as_secs_f64();
                 let total = duration.as_secs_f64().max(0.001);
                 let fraction = elapsed / total;
                 let (state, progress) = match fraction {
                     f if f < 0.1 => ("Starting", 0),
-                    f if f < 0.8 => (
-                        "Working",
-                        (((f - 0.1) / 0.7) * 100.0).clamp(1.0, 99.0) as i64,
-                    ),
+                    f if f < 0.8 => ("Working", (((f - 0.1) / 0.7) * 100.0).clamp(1.0, 99.0) as i64),
                     f if f < 1.0 => ("Stopping", 100),
                     _ => ("Stopped", 100),
                 };
@@ -270,11 +268,7 @@ impl SimRestoreSession {
                     state,
                     // What EM reports as Result while running is undocumented (em-api.md §8 q4);
                     // we say `None`, as VBR does internally, to keep clients honest.
-                    result: if stopped {
-                        result.clone()
-                    } else {
-                        "None".into()
-                    },
+                    result: if stopped { result.clone() } else { "None".into() },
                     progress,
                     end: stopped.then(|| self.created_wall + *duration),
                 }
@@ -345,11 +339,7 @@ impl World {
     // ---- faults and the request log -------------------------------------------------------
 
     /// Takes the faults that apply to this request (or to what it creates), counting down `times`.
-    pub(crate) fn take_faults(
-        &mut self,
-        endpoint: Option<Endpoint>,
-        request_level: bool,
-    ) -> Vec<FaultKind> {
+    pub(crate) fn take_faults(&mut self, endpoint: Option<Endpoint>, request_level: bool) -> Vec<FaultKind> {
         let mut fired = Vec::new();
         for fault in &mut self.faults {
             let matches = fault.endpoint.is_none_or(|e| Some(e) == endpoint)
@@ -375,9 +365,7 @@ impl World {
         token: Option<&str>,
     ) {
         self.next_seq += 1;
-        let session = token
-            .and_then(|t| self.sessions.values().find(|s| s.token == t))
-            .map(|s| s.id.clone());
+        let session = token.and_then(|t| self.sessions.values().find(|s| s.token == t)).map(|s| s.id.clone());
         self.log.push(LoggedRequest {
             seq: self.next_seq,
             method: method.to_owned(),
@@ -414,11 +402,7 @@ impl World {
             sessions: self
                 .sessions
                 .values()
-                .map(|s| SessionView {
-                    id: s.id.clone(),
-                    user: s.user.clone(),
-                    alive: !s.expired,
-                })
+                .map(|s| SessionView { id: s.id.clone(), user: s.user.clone(), alive: !s.expired })
                 .collect(),
             mounts: self
                 .mounts
@@ -464,10 +448,7 @@ impl World {
         let running = self.timings.task_running;
         for i in 0..self.tasks.len() {
             let task = &self.tasks[i];
-            if task.outcome.is_some()
-                || task.stuck
-                || now.saturating_duration_since(task.created) < running
-            {
+            if task.outcome.is_some() || task.stuck || now.saturating_duration_since(task.created) < running {
                 continue;
             }
             let task = &mut self.tasks[i];
@@ -482,30 +463,14 @@ impl World {
         }
     }
 
-    fn apply(
-        &mut self,
-        effect: Effect,
-        session: &str,
-        now: Instant,
-    ) -> (Vec<super::render::Link>, String) {
+    fn apply(&mut self, effect: Effect, session: &str, now: Instant) -> (Vec<super::render::Link>, String) {
         match effect {
             Effect::Mount { kind, point_id } => {
                 let Some(point) = self.inventory.point(kind, &point_id).cloned() else {
                     return (Vec::new(), "Restore point no longer exists".into());
                 };
-                let id = self
-                    .mounts
-                    .iter()
-                    .filter(|m| m.point_id == point_id)
-                    .map(|m| m.id)
-                    .max()
-                    .unwrap_or(0)
-                    + 1;
-                let rs = self.new_restore_session(
-                    point.clone(),
-                    RestoreKind::Mount { ended: None },
-                    now,
-                );
+                let id = self.mounts.iter().filter(|m| m.point_id == point_id).map(|m| m.id).max().unwrap_or(0) + 1;
+                let rs = self.new_restore_session(point.clone(), RestoreKind::Mount { ended: None }, now);
                 self.mounts.push(SimMount {
                     kind,
                     point_id: point_id.clone(),
@@ -524,12 +489,7 @@ impl World {
                 related.name = Some(format!("{point_id}@{id}"));
                 (vec![related], "Ok".into())
             }
-            Effect::CatalogRestore {
-                vm,
-                point,
-                path,
-                result,
-            } => {
+            Effect::CatalogRestore { vm, point, path, result } => {
                 let kind = RestoreKind::Restore {
                     duration: self.timings.restore_duration,
                     result: result.unwrap_or_else(|| "Success".into()),
@@ -542,14 +502,10 @@ impl World {
                     format!("{}/restoreSessions/{rs}?format=Entity", self.base),
                 );
                 related.name = Some("Restore job session".into());
-                (
-                    vec![related],
-                    "Restore operations started successfully.".into(),
-                )
+                (vec![related], "Restore operations started successfully.".into())
             }
             Effect::DownloadRestore { mount_href, path } => {
-                let encoded: Vec<String> =
-                    path.split('/').filter(|s| !s.is_empty()).map(seg).collect();
+                let encoded: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(seg).collect();
                 let href = format!("{mount_href}/{}?action=download", encoded.join("/"));
                 (vec![link("Download", None, href)], "Ok".into())
             }
@@ -571,24 +527,14 @@ impl World {
 
     // ---- sessions -----------------------------------------------------------------------------
 
-    pub(crate) fn logon(
-        &mut self,
-        user: &str,
-        password: &str,
-        now: Instant,
-    ) -> Result<(String, Body), SimError> {
-        let known = self
-            .inventory
-            .users
-            .iter()
-            .any(|u| u.name == user && u.password == password);
+    pub(crate) fn logon(&mut self, user: &str, password: &str, now: Instant) -> Result<(String, Body), SimError> {
+        let known = self.inventory.users.iter().any(|u| u.name == user && u.password == password);
         if !known {
             return Err(err(401, "Authentication failed"));
         }
         let id = uuid::Uuid::new_v4().to_string();
         // Real EM tokens are observed to be base64 of the session id; clients must not rely on it.
-        let token =
-            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, id.as_bytes());
+        let token = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, id.as_bytes());
         self.sessions.insert(
             id.clone(),
             LogonSession {
@@ -612,26 +558,10 @@ impl World {
                 .attr("Href", format!("{base}/logonSessions/{id}"))
                 .links(vec![
                     link("Up", Some("EnterpriseManager"), format!("{base}/")),
-                    link(
-                        "Down",
-                        Some("VmRestorePointReferenceList"),
-                        format!("{base}/vmRestorePoints"),
-                    ),
-                    link(
-                        "Down",
-                        Some("VmReplicaPointReferenceList"),
-                        format!("{base}/vmReplicaPoints"),
-                    ),
-                    link(
-                        "Down",
-                        Some("CatalogVmReferenceList"),
-                        format!("{base}/catalog/vms"),
-                    ),
-                    link(
-                        "Down",
-                        Some("RestoreSessionReferenceList"),
-                        format!("{base}/restoreSessions"),
-                    ),
+                    link("Down", Some("VmRestorePointReferenceList"), format!("{base}/vmRestorePoints")),
+                    link("Down", Some("VmReplicaPointReferenceList"), format!("{base}/vmReplicaPoints")),
+                    link("Down", Some("CatalogVmReferenceList"), format!("{base}/catalog/vms")),
+                    link("Down", Some("RestoreSessionReferenceList"), format!("{base}/restoreSessions")),
                     link("Down", Some("TaskList"), format!("{base}/tasks")),
                     link("Delete", None, format!("{base}/logonSessions/{id}")),
                 ])
@@ -641,13 +571,8 @@ impl World {
     }
 
     /// Checks a token: the logon session id, or 401 when unknown or expired.
-    pub(crate) fn authenticate(
-        &mut self,
-        token: Option<&str>,
-        now: Instant,
-    ) -> Result<String, SimError> {
-        let token = token
-            .ok_or_else(|| err(401, "Authorization header has been expected but not found"))?;
+    pub(crate) fn authenticate(&mut self, token: Option<&str>, now: Instant) -> Result<String, SimError> {
+        let token = token.ok_or_else(|| err(401, "Authorization header has been expected but not found"))?;
         let session = self
             .sessions
             .values_mut()
@@ -668,13 +593,8 @@ impl World {
     }
 
     pub(crate) fn list_logon_sessions(&self, caller: &str) -> Reply {
-        let Body::Entity(own) = self.logon_body(caller) else {
-            unreachable!("logon_body is an entity")
-        };
-        Ok(Body::Collection {
-            plural: "LogonSessions".into(),
-            items: vec![own],
-        })
+        let Body::Entity(own) = self.logon_body(caller) else { unreachable!("logon_body is an entity") };
+        Ok(Body::Collection { plural: "LogonSessions".into(), items: vec![own] })
     }
 
     /// Log-off. What happens to the session's mounts is undocumented (em-api.md §8 q2); here they
@@ -708,65 +628,35 @@ impl World {
         let mut links = vec![
             link(
                 "Alternate",
-                Some(if p.kind == PointKind::Backup {
-                    "VmRestorePointReference"
-                } else {
-                    "VmReplicaPointReference"
-                }),
+                Some(if p.kind == PointKind::Backup { "VmRestorePointReference" } else { "VmReplicaPointReference" }),
                 format!("{base}/{coll}/{}", p.id),
             ),
-            link(
-                "Down",
-                Some(mounts),
-                format!("{base}/{coll}/{}/mounts", p.id),
-            ),
-            link(
-                "Create",
-                Some(mount),
-                format!("{base}/{coll}/{}/mounts", p.id),
-            ),
+            link("Down", Some(mounts), format!("{base}/{coll}/{}/mounts", p.id)),
+            link("Create", Some(mount), format!("{base}/{coll}/{}/mounts", p.id)),
         ];
         links[0].name = Some(name);
         el = el
             .links(links)
             .field("CreationTimeUTC", rfc3339(p.created))
             .field("Algorithm", "Incremental")
-            .field(
-                "PointType",
-                if p.kind == PointKind::Backup {
-                    "Increment"
-                } else {
-                    "Snapshot"
-                },
-            );
+            .field("PointType", if p.kind == PointKind::Backup { "Increment" } else { "Snapshot" });
         if p.kind == PointKind::Backup {
             el = el.field(
                 "HierarchyObjRef",
-                format!(
-                    "urn:VMware:Vm:00000000-0000-0000-0000-000000000001.vm-{}",
-                    &p.id[..8]
-                ),
+                format!("urn:VMware:Vm:00000000-0000-0000-0000-000000000001.vm-{}", &p.id[..8]),
             );
         }
         el
     }
 
     pub(crate) fn point(&self, kind: PointKind, id: &str) -> Reply {
-        let p = self
-            .inventory
-            .point(kind, id)
-            .ok_or_else(|| err(404, format!("Restore point {id} not found")))?;
+        let p = self.inventory.point(kind, id).ok_or_else(|| err(404, format!("Restore point {id} not found")))?;
         Ok(Body::Entity(self.point_entity(p, kind.query_type())))
     }
 
     /// `GET /query`: restore points, replica points and restore sessions.
     pub(crate) fn query(&self, params: &HashMap<String, String>, now: Instant) -> Reply {
-        let get = |k: &str| {
-            params
-                .iter()
-                .find(|(key, _)| key.eq_ignore_ascii_case(k))
-                .map(|(_, v)| v.as_str())
-        };
+        let get = |k: &str| params.iter().find(|(key, _)| key.eq_ignore_ascii_case(k)).map(|(_, v)| v.as_str());
         let filter = parse_filter(get("filter").unwrap_or(""))?;
         let entities = get("format").is_some_and(|f| f.eq_ignore_ascii_case("Entities"));
         let qtype = get("type").ok_or_else(|| err(400, "Query type is not specified"))?;
@@ -775,35 +665,21 @@ impl World {
             (None, Some(f)) => (Some(f), false),
             _ => (None, false),
         };
-        if let Some(f) = sort_field {
-            if !f.eq_ignore_ascii_case("CreationTime") {
-                return Err(err(400, format!("Sorting by {f} is not simulated")));
-            }
+        if let Some(f) = sort_field.filter(|f| !f.eq_ignore_ascii_case("CreationTime")) {
+            return Err(err(400, format!("Sorting by {f} is not simulated")));
         }
         let mut rows: Vec<(SystemTime, El, El)> = match qtype {
-            t if t.eq_ignore_ascii_case("VmRestorePoint")
-                || t.eq_ignore_ascii_case("VmReplicaPoint") =>
-            {
-                let kind = if t.eq_ignore_ascii_case("VmRestorePoint") {
-                    PointKind::Backup
-                } else {
-                    PointKind::Replica
-                };
+            t if t.eq_ignore_ascii_case("VmRestorePoint") || t.eq_ignore_ascii_case("VmReplicaPoint") => {
+                let kind =
+                    if t.eq_ignore_ascii_case("VmRestorePoint") { PointKind::Backup } else { PointKind::Replica };
                 let mut rows = Vec::new();
                 for p in self.inventory.points.iter().filter(|p| p.kind == kind) {
-                    let fields = [
-                        ("vmdisplayname", p.vm.clone()),
-                        ("vmname", p.vm.clone()),
-                        ("uid", p.id.clone()),
-                    ];
+                    let fields = [("vmdisplayname", p.vm.clone()), ("vmname", p.vm.clone()), ("uid", p.id.clone())];
                     if matches(&filter, &fields)? {
                         let entity = self.point_entity(p, kind.query_type());
                         let reference = El::new("Ref")
                             .attr("Type", format!("{}Reference", kind.query_type()))
-                            .attr(
-                                "Href",
-                                format!("{}/{}/{}", self.base, kind.collection(), p.id),
-                            )
+                            .attr("Href", format!("{}/{}/{}", self.base, kind.collection(), p.id))
                             .attr("Name", format!("{}@{}", p.vm, name_time(p.created)))
                             .attr("UID", format!("urn:veeam:{}:{}", kind.query_type(), p.id));
                         rows.push((p.created, entity, reference));
@@ -826,11 +702,7 @@ impl World {
                         let reference = El::new("Ref")
                             .attr("Type", "RestoreSessionReference")
                             .attr("Href", format!("{}/restoreSessions/{}", self.base, r.id));
-                        rows.push((
-                            r.created_wall,
-                            self.restore_session_entity(r, now),
-                            reference,
-                        ));
+                        rows.push((r.created_wall, self.restore_session_entity(r, now), reference));
                     }
                 }
                 rows
@@ -844,19 +716,9 @@ impl World {
             }
         }
         let total = rows.len();
-        let page_size: usize = get("pageSize")
-            .and_then(|v| v.parse().ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(total.max(1));
-        let page: usize = get("page")
-            .and_then(|v| v.parse().ok())
-            .filter(|n| *n > 0)
-            .unwrap_or(1);
-        let rows: Vec<_> = rows
-            .into_iter()
-            .skip((page - 1) * page_size)
-            .take(page_size)
-            .collect();
+        let page_size: usize = get("pageSize").and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(total.max(1));
+        let page: usize = get("page").and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(1);
+        let rows: Vec<_> = rows.into_iter().skip((page - 1) * page_size).take(page_size).collect();
         let paging = El::new("PagingInfo")
             .attr("PageNum", page as i64)
             .attr("PageSize", page_size as i64)
@@ -867,9 +729,7 @@ impl World {
             _ => "RestoreSessions",
         };
         let result = if entities {
-            El::new("QueryResult").node(
-                El::new("Entities").query_list(plural, rows.into_iter().map(|r| r.1).collect()),
-            )
+            El::new("QueryResult").node(El::new("Entities").query_list(plural, rows.into_iter().map(|r| r.1).collect()))
         } else {
             El::new("QueryResult").query_list("Refs", rows.into_iter().map(|r| r.2).collect())
         };
@@ -879,10 +739,7 @@ impl World {
     // ---- mounts -------------------------------------------------------------------------------
 
     fn next_task_id(&mut self, session: &str) -> String {
-        let s = self
-            .sessions
-            .get_mut(session)
-            .expect("authenticated session exists");
+        let s = self.sessions.get_mut(session).expect("authenticated session exists");
         s.next_task += 1;
         format!("task-{}", s.next_task)
     }
@@ -908,13 +765,9 @@ impl World {
         };
         for fault in faults {
             match fault {
-                FaultKind::TaskStuck => task.stuck = true,
+                FaultKind::TaskStuck {} => task.stuck = true,
                 FaultKind::TaskFail { message } => {
-                    task.fail = Some(
-                        message
-                            .clone()
-                            .unwrap_or_else(|| format!("{operation} failed (injected fault)")),
-                    )
+                    task.fail = Some(message.clone().unwrap_or_else(|| format!("{operation} failed (injected fault)")))
                 }
                 _ => {}
             }
@@ -936,56 +789,29 @@ impl World {
             .inventory
             .point(kind, point_id)
             .ok_or_else(|| err(404, format!("Restore point {point_id} not found")))?;
-        let vm = self
-            .inventory
-            .vm(&point.vm)
-            .expect("points belong to known VMs");
+        let vm = self.inventory.vm(&point.vm).expect("points belong to known VMs");
         // EM mounts Windows by default; mounting a Linux guest as Windows finds no file system.
         if os.unwrap_or(OsKind::Windows) != vm.os {
-            let effect = Effect::Mount {
-                kind,
-                point_id: point_id.to_owned(),
-            };
+            let effect = Effect::Mount { kind, point_id: point_id.to_owned() };
             let mut faults = faults.to_vec();
             faults.push(FaultKind::TaskFail {
-                message: Some(format!(
-                    "Guest OS of {} is not {:?}",
-                    vm.name,
-                    os.unwrap_or(OsKind::Windows)
-                )),
+                message: Some(format!("Guest OS of {} is not {:?}", vm.name, os.unwrap_or(OsKind::Windows))),
             });
             return Ok(self.create_task(session, "MountRestorePoint", effect, &faults, now));
         }
-        let effect = Effect::Mount {
-            kind,
-            point_id: point_id.to_owned(),
-        };
+        let effect = Effect::Mount { kind, point_id: point_id.to_owned() };
         Ok(self.create_task(session, "MountRestorePoint", effect, faults, now))
     }
 
-    fn own_mount(
-        &self,
-        session: &str,
-        kind: PointKind,
-        point_id: &str,
-        mount_id: &str,
-    ) -> Result<usize, SimError> {
+    fn own_mount(&self, session: &str, kind: PointKind, point_id: &str, mount_id: &str) -> Result<usize, SimError> {
         // Mounts of other logon sessions are "inaccessible" (em-api.md §4.3); the status EM uses
         // is undocumented (§8 q1). We answer 404 with an Error body.
         self.mounts
             .iter()
             .position(|m| {
-                m.kind == kind
-                    && m.point_id == point_id
-                    && m.id.to_string() == mount_id
-                    && m.session == session
+                m.kind == kind && m.point_id == point_id && m.id.to_string() == mount_id && m.session == session
             })
-            .ok_or_else(|| {
-                err(
-                    404,
-                    format!("Mount point {mount_id} of restore point {point_id} not found"),
-                )
-            })
+            .ok_or_else(|| err(404, format!("Mount point {mount_id} of restore point {point_id} not found")))
     }
 
     fn mount_entity(&self, m: &SimMount) -> El {
@@ -993,17 +819,8 @@ impl World {
             PointKind::Backup => "VmRestorePointMount",
             PointKind::Replica => "VmReplicaPointMount",
         };
-        let href = format!(
-            "{}/{}/{}/mounts/{}",
-            self.base,
-            m.kind.collection(),
-            m.point_id,
-            m.id
-        );
-        let vm = self
-            .inventory
-            .vm(&m.vm)
-            .expect("mounts belong to known VMs");
+        let href = format!("{}/{}/{}/mounts/{}", self.base, m.kind.collection(), m.point_id, m.id);
+        let vm = self.inventory.vm(&m.vm).expect("mounts belong to known VMs");
         let roots = vm
             .roots()
             .into_iter()
@@ -1022,13 +839,7 @@ impl World {
             .list("FSRoots", roots)
     }
 
-    pub(crate) fn mount(
-        &self,
-        session: &str,
-        kind: PointKind,
-        point_id: &str,
-        mount_id: &str,
-    ) -> Reply {
+    pub(crate) fn mount(&self, session: &str, kind: PointKind, point_id: &str, mount_id: &str) -> Reply {
         let i = self.own_mount(session, kind, point_id, mount_id)?;
         Ok(Body::Entity(self.mount_entity(&self.mounts[i])))
     }
@@ -1047,10 +858,7 @@ impl World {
             PointKind::Backup => "VmRestorePointMounts",
             PointKind::Replica => "VmReplicaPointMounts",
         };
-        Ok(Body::Collection {
-            plural: plural.into(),
-            items,
-        })
+        Ok(Body::Collection { plural: plural.into(), items })
     }
 
     pub(crate) fn delete_mount(
@@ -1062,14 +870,8 @@ impl World {
     ) -> Result<(), SimError> {
         let i = self.own_mount(session, kind, point_id, mount_id)?;
         let mount = self.mounts.remove(i);
-        if let Some(rs) = self
-            .restore_sessions
-            .iter_mut()
-            .find(|r| r.id == mount.restore_session)
-        {
-            rs.kind = RestoreKind::Mount {
-                ended: Some(SystemTime::now()),
-            };
+        if let Some(rs) = self.restore_sessions.iter_mut().find(|r| r.id == mount.restore_session) {
+            rs.kind = RestoreKind::Mount { ended: Some(SystemTime::now()) };
         }
         Ok(())
     }
@@ -1083,19 +885,8 @@ impl World {
     ) -> Result<(String, &VmSpec), SimError> {
         let i = self.own_mount(session, kind, point_id, mount_id)?;
         let m = &self.mounts[i];
-        let href = format!(
-            "{}/{}/{}/mounts/{}",
-            self.base,
-            kind.collection(),
-            point_id,
-            mount_id
-        );
-        Ok((
-            href,
-            self.inventory
-                .vm(&m.vm)
-                .expect("mounts belong to known VMs"),
-        ))
+        let href = format!("{}/{}/{}/mounts/{}", self.base, kind.collection(), point_id, mount_id);
+        Ok((href, self.inventory.vm(&m.vm).expect("mounts belong to known VMs")))
     }
 
     /// `GET …/mounts/{id}/{path}?action=listAll|listDirs|listFiles`.
@@ -1109,12 +900,9 @@ impl World {
         action: &str,
     ) -> Reply {
         let (mount_href, vm) = self.mount_vm(session, kind, point_id, mount_id)?;
-        let listing = vm
-            .list(path)
-            .ok_or_else(|| err(404, format!("Path {path} not found")))?;
+        let listing = vm.list(path).ok_or_else(|| err(404, format!("Path {path} not found")))?;
         let dir_href = |name: &str| {
-            let mut parts: Vec<String> =
-                path.split('/').filter(|s| !s.is_empty()).map(seg).collect();
+            let mut parts: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(seg).collect();
             parts.push(seg(name));
             format!("{mount_href}/{}", parts.join("/"))
         };
@@ -1148,10 +936,7 @@ impl World {
                         .field("Name", f.clone())
                         .field("Size", *size as i64)
                         .field("Owner", "BUILTIN\\Administrators")
-                        .field(
-                            "ModifiedDateUTC",
-                            rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
-                        )
+                        .field("ModifiedDateUTC", rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)))
                 })
                 .collect()
         } else {
@@ -1159,10 +944,7 @@ impl World {
         };
         Ok(Body::Entity(
             El::new("FileSystemEntries")
-                .attr(
-                    "Href",
-                    format!("{}?action={action}", dir_href("").trim_end_matches('/')),
-                )
+                .attr("Href", format!("{}?action={action}", dir_href("").trim_end_matches('/')))
                 .list("Files", files)
                 .list("Directories", dirs),
         ))
@@ -1187,10 +969,7 @@ impl World {
         if vm.file(path).is_none() {
             return Err(err(404, format!("File {path} not found")));
         }
-        let effect = Effect::DownloadRestore {
-            mount_href,
-            path: path.to_owned(),
-        };
+        let effect = Effect::DownloadRestore { mount_href, path: path.to_owned() };
         Ok(self.create_task(session, "FileRestoreFromMountPoint", effect, faults, now))
     }
 
@@ -1204,9 +983,7 @@ impl World {
         path: &str,
     ) -> Result<Vec<u8>, SimError> {
         let (_, vm) = self.mount_vm(session, kind, point_id, mount_id)?;
-        vm.file(path)
-            .map(|c| c.as_bytes().to_vec())
-            .ok_or_else(|| err(404, format!("File {path} not found")))
+        vm.file(path).map(|c| c.as_bytes().to_vec()).ok_or_else(|| err(404, format!("File {path} not found")))
     }
 
     // ---- catalog ----------------------------------------------------------------------------
@@ -1230,12 +1007,7 @@ impl World {
             .point(PointKind::Backup, point_id)
             .filter(|p| p.vm.eq_ignore_ascii_case(&vm.name))
             .cloned()
-            .ok_or_else(|| {
-                err(
-                    404,
-                    format!("Restore point {point_id} of {vm_name} not found"),
-                )
-            })?;
+            .ok_or_else(|| err(404, format!("Restore point {point_id} of {vm_name} not found")))?;
         if vm.file(path).is_none() {
             return Err(err(404, format!("File {path} not found in the catalog")));
         }
@@ -1244,12 +1016,7 @@ impl World {
             _ => None,
         });
         let vm_name = vm.name.clone();
-        let effect = Effect::CatalogRestore {
-            vm: vm_name,
-            point,
-            path: path_key(path).join("/"),
-            result,
-        };
+        let effect = Effect::CatalogRestore { vm: vm_name, point, path: path_key(path).join("/"), result };
         Ok(self.create_task(session, "RestoreFile", effect, faults, now))
     }
 
@@ -1264,10 +1031,9 @@ impl World {
         let mut el = El::new("Task").attr("Type", "Task").attr("Href", href);
         let (state, result) = match &t.outcome {
             None => ("Running", None),
-            Some(_) if elapsed < finished_at => (
-                "OperationFinished",
-                Some((t.fail.is_none(), "OperationFinished".to_owned())),
-            ),
+            Some(_) if elapsed < finished_at => {
+                ("OperationFinished", Some((t.fail.is_none(), "OperationFinished".to_owned())))
+            }
             Some((outcome_links, message)) => {
                 links.extend(outcome_links.iter().map(|l| super::render::Link {
                     rel: l.rel,
@@ -1278,17 +1044,9 @@ impl World {
                 ("Finished", Some((t.fail.is_none(), message.clone())))
             }
         };
-        el = el
-            .links(links)
-            .field("TaskId", t.id.clone())
-            .field("State", state)
-            .field("Operation", t.operation);
+        el = el.links(links).field("TaskId", t.id.clone()).field("State", state).field("Operation", t.operation);
         if let Some((success, message)) = result {
-            el = el.node(
-                El::new("Result")
-                    .attr("Success", success)
-                    .field("Message", message),
-            );
+            el = el.node(El::new("Result").attr("Success", success).field("Message", message));
         }
         Body::Entity(el)
     }
@@ -1316,11 +1074,8 @@ impl World {
         let v = r.view(now);
         let base = &self.base;
         let name = format!("FLR_[{}]@{}", r.vm, name_time(r.created_wall));
-        let mut alternate = link(
-            "Alternate",
-            Some("RestoreSessionReference"),
-            format!("{base}/restoreSessions/{}", r.id),
-        );
+        let mut alternate =
+            link("Alternate", Some("RestoreSessionReference"), format!("{base}/restoreSessions/{}", r.id));
         alternate.name = Some(name.clone());
         let mut related = link(
             "Related",
@@ -1330,10 +1085,7 @@ impl World {
         related.name = Some(format!("{}@{}", r.point.vm, name_time(r.point.created)));
         El::new("RestoreSession")
             .attr("Type", "RestoreSession")
-            .attr(
-                "Href",
-                format!("{base}/restoreSessions/{}?format=Entity", r.id),
-            )
+            .attr("Href", format!("{base}/restoreSessions/{}?format=Entity", r.id))
             .attr("Name", name)
             .attr("UID", format!("urn:veeam:RestoreSession:{}", r.id))
             .attr("VmDisplayName", r.vm.clone())
@@ -1361,28 +1113,18 @@ impl World {
         let versions = ["v1_5", "v1_6", "v1_7"]
             .iter()
             .map(|v| {
-                El::new("SupportedVersion")
-                    .attr("Name", *v)
-                    .links(vec![link(
-                        "Create",
-                        Some("LogonSession"),
-                        format!("{base}/sessionMngr/?v={v}"),
-                    )])
+                El::new("SupportedVersion").attr("Name", *v).links(vec![link(
+                    "Create",
+                    Some("LogonSession"),
+                    format!("{base}/sessionMngr/?v={v}"),
+                )])
             })
             .collect();
         Body::Entity(
             El::new("EnterpriseManager")
                 .links(vec![
-                    link(
-                        "Down",
-                        Some("LogonSessionList"),
-                        format!("{base}/logonSessions"),
-                    ),
-                    link(
-                        "Create",
-                        Some("LogonSession"),
-                        format!("{base}/sessionMngr/?v=latest"),
-                    ),
+                    link("Down", Some("LogonSessionList"), format!("{base}/logonSessions")),
+                    link("Create", Some("LogonSession"), format!("{base}/sessionMngr/?v=latest")),
                 ])
                 .list("SupportedVersions", versions),
         )
@@ -1461,10 +1203,7 @@ mod tests {
         let f = parse_filter(r#"VmDisplayName=="my ""vm"";x";State!=Working"#).unwrap();
         assert_eq!(
             f,
-            vec![
-                ("vmdisplayname".into(), true, "my \"vm\";x".into()),
-                ("state".into(), false, "Working".into())
-            ]
+            vec![("vmdisplayname".into(), true, "my \"vm\";x".into()), ("state".into(), false, "Working".into())]
         );
         assert!(parse_filter("a==1,b==2").is_err());
         assert!(parse_filter("a==\"x").is_err());

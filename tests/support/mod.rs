@@ -1,0 +1,59 @@
+//! Helpers shared by the integration tests. Nothing here sleeps for a fixed time to wait for a
+//! condition: waiting is polling with a bounded deadline.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use veeam_restore_exporter::em::{Client, ClientConfig, Format, Session, Task};
+use veeam_restore_exporter::secret::Secret;
+use veeam_restore_exporter::sim::{self, SimConfig, SimServer, Timings};
+
+pub const USER: &str = "svc-canary";
+pub const PASSWORD: &str = "canary";
+
+/// Fast simulated timings so tests finish quickly.
+pub fn fast_timings() -> Timings {
+    Timings {
+        session_idle_timeout: Duration::from_secs(900),
+        task_running: Duration::from_millis(100),
+        task_collect_lag: Duration::from_millis(100),
+        restore_duration: Duration::from_millis(800),
+    }
+}
+
+pub async fn start_sim() -> SimServer {
+    sim::start(SimConfig { timings: fast_timings(), ..SimConfig::default() }).await.expect("simulator starts")
+}
+
+pub fn client(sim: &SimServer, format: Format) -> Client {
+    let mut config = ClientConfig::new(sim.api_url.parse().unwrap(), USER, Secret::new(PASSWORD));
+    config.format = format;
+    config.request_timeout = Duration::from_secs(5);
+    Client::new(config, None).expect("client builds")
+}
+
+/// Polls `check` until it returns `Some`, or panics after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Polls a task until EM reports it `Finished`.
+pub async fn finish(session: &Session, task: &Task) -> Task {
+    let href = task.href.clone();
+    eventually(Duration::from_secs(10), "task to finish", || async {
+        let t = session.task(&href).await.expect("task poll succeeds");
+        t.is_finished().then_some(t)
+    })
+    .await
+}
