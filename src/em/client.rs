@@ -569,8 +569,13 @@ impl Session {
 
     /// Lists this session's mounts of a restore point (other sessions' mounts are invisible).
     pub async fn mounts(&self, point: &RestorePoint) -> Result<Vec<Mount>> {
-        let doc = self.get(self.client.resolve(&point.mounts_href())?, Endpoint::MountList).await?;
-        Mount::decode_list(doc.root(), point.kind)
+        self.mounts_at(&point.mounts_href(), point.kind).await
+    }
+
+    /// Lists this session's mounts given the point's mounts href (as kept in orphan records).
+    pub async fn mounts_at(&self, mounts_href: &str, kind: PointKind) -> Result<Vec<Mount>> {
+        let doc = self.get(self.client.resolve(mounts_href)?, Endpoint::MountList).await?;
+        Mount::decode_list(doc.root(), kind)
     }
 
     /// Lists the subdirectories of a mounted directory, one page of at most `page_size`.

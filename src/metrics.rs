@@ -1,0 +1,375 @@
+//! Every metric the exporter exposes, defined in this one place.
+//!
+//! Probe results are produced by scheduled runs and cached; no scrape ever triggers EM work, and
+//! the HELP strings say so. Label values come only from the configuration (target and probe
+//! names) or from fixed vocabularies (phase, reason, operation, result, endpoint): never IDs,
+//! paths or user names. Counters are created at 0 for every known label set when a
+//! configuration is applied, and the series of removed targets and probes are deleted.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::config::{Config, ProbeKind, RestoreMode};
+use crate::em::{Endpoint, RequestObserver};
+
+const CACHED: &str = "Cached from the latest scheduled run; scrapes never trigger a probe.";
+
+/// Phase durations: from seconds to an hour. Treat as API: changing buckets breaks queries.
+pub const PHASE_BUCKETS: &[f64] = &[0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0];
+const API_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Task operations the probes start, with the results a task can have.
+pub const TASK_OPERATIONS: &[&str] = &["MountRestorePoint", "FileRestoreFromMountPoint", "RestoreFile"];
+pub const TASK_RESULTS: &[&str] = &["success", "failed", "timeout"];
+pub const RESTORE_RESULTS: &[&str] = &["success", "warning", "failed", "unknown"];
+pub const ORPHAN_STATES: &[&str] = &["retrying", "unresolved"];
+
+/// The phases of each kind of probe, in order.
+pub fn phases(kind: &ProbeKind) -> &'static [&'static str] {
+    match kind {
+        ProbeKind::Mount { .. } => &["lookup", "mount", "browse", "unmount"],
+        ProbeKind::FileRestore { mode: RestoreMode::Catalog, .. } => &["lookup", "restore", "restore_session"],
+        ProbeKind::FileRestore { mode: RestoreMode::Download, .. } => {
+            &["lookup", "mount", "restore", "download", "unmount"]
+        }
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub em_up: IntGaugeVec,
+    pub probe_success: IntGaugeVec,
+    pub probe_duration: GaugeVec,
+    pub phase_duration: HistogramVec,
+    pub phase_last_duration: GaugeVec,
+    pub probe_runs: IntCounterVec,
+    pub probe_failures: IntCounterVec,
+    pub last_run: GaugeVec,
+    pub last_success: GaugeVec,
+    pub tasks: IntCounterVec,
+    pub task_polls: IntCounterVec,
+    pub restore_progress: GaugeVec,
+    pub restore_sessions: IntCounterVec,
+    pub point_creation: GaugeVec,
+    pub orphaned_mounts: IntGaugeVec,
+    pub orphans_cleaned: IntCounterVec,
+    pub logons: IntCounterVec,
+    pub logon_failures: IntCounterVec,
+    pub api_requests: IntCounterVec,
+    pub api_duration: HistogramVec,
+    pub reload_success: IntGauge,
+    pub reload_timestamp: Gauge,
+    /// `(target, endpoint, code)` of every request counter created, for removal on reload.
+    api_seen: Mutex<HashSet<(String, String, String)>>,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help)
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        macro_rules! reg {
+            ($metric:expr) => {{
+                let m = $metric.expect("metric definitions are valid");
+                registry.register(Box::new(m.clone())).expect("metric names are unique");
+                m
+            }};
+        }
+        let t = &["target"];
+        let tp = &["target", "probe"];
+        let tpk = &["target", "probe", "kind"];
+        let tpp = &["target", "probe", "phase"];
+        let cached = |s: &str| format!("{s} {CACHED}");
+        let metrics = Metrics {
+            em_up: reg!(IntGaugeVec::new(
+                opts(
+                    "veeam_em_up",
+                    "1 if the last check of the Enterprise Manager (logon or keep-alive) succeeded, 0 if not."
+                ),
+                t
+            )),
+            probe_success: reg!(IntGaugeVec::new(
+                opts(
+                    "veeam_em_probe_success",
+                    &cached("1 if the probe's last completed run succeeded, 0 if it failed.")
+                ),
+                tpk
+            )),
+            probe_duration: reg!(GaugeVec::new(
+                opts(
+                    "veeam_em_probe_duration_seconds",
+                    &cached("Duration of the probe's last completed run, cleanup included.")
+                ),
+                tpk
+            )),
+            phase_duration: reg!(HistogramVec::new(
+                HistogramOpts::new("veeam_em_probe_phase_duration_seconds", "Duration of each probe phase, per run.")
+                    .buckets(PHASE_BUCKETS.to_vec()),
+                tpp
+            )),
+            phase_last_duration: reg!(GaugeVec::new(
+                opts(
+                    "veeam_em_probe_phase_last_duration_seconds",
+                    &cached("Duration of each phase in the probe's last run that reached it.")
+                ),
+                tpp
+            )),
+            probe_runs: reg!(IntCounterVec::new(opts("veeam_em_probe_runs_total", "Completed probe runs."), tpk)),
+            probe_failures: reg!(IntCounterVec::new(
+                opts("veeam_em_probe_failures_total", "Failed probe runs, by the reason of the first failure."),
+                &["target", "probe", "kind", "reason"]
+            )),
+            last_run: reg!(GaugeVec::new(
+                opts("veeam_em_probe_last_run_timestamp_seconds", "Unix time the probe's last run completed."),
+                tpk
+            )),
+            last_success: reg!(GaugeVec::new(
+                opts(
+                    "veeam_em_probe_last_success_timestamp_seconds",
+                    "Unix time the probe's last successful run completed."
+                ),
+                tpk
+            )),
+            tasks: reg!(IntCounterVec::new(
+                opts("veeam_em_tasks_total", "EM tasks started by probes, by operation and outcome."),
+                &["target", "operation", "result"]
+            )),
+            task_polls: reg!(IntCounterVec::new(
+                opts("veeam_em_task_polls_total", "Task status polls made while waiting for EM tasks."),
+                &["target", "operation"]
+            )),
+            restore_progress: reg!(GaugeVec::new(
+                opts(
+                    "veeam_em_restore_session_progress_ratio",
+                    "Progress (0-1) of the catalog restore session a probe is following, updated live."
+                ),
+                tp
+            )),
+            restore_sessions: reg!(IntCounterVec::new(
+                opts(
+                    "veeam_em_restore_sessions_total",
+                    "Catalog restore sessions followed to the end, by EM's result."
+                ),
+                &["target", "probe", "result"]
+            )),
+            point_creation: reg!(GaugeVec::new(
+                opts(
+                    "veeam_em_restore_point_creation_timestamp_seconds",
+                    &cached("Unix time the newest restore point the probe found was created.")
+                ),
+                tp
+            )),
+            orphaned_mounts: reg!(IntGaugeVec::new(
+                opts(
+                    "veeam_em_orphaned_mounts",
+                    "Mounts left behind by earlier runs: retrying = cleanup will be retried, unresolved = the owning logon session expired and an operator must remove it."
+                ),
+                &["target", "state"]
+            )),
+            orphans_cleaned: reg!(IntCounterVec::new(
+                opts(
+                    "veeam_em_orphaned_mounts_cleaned_total",
+                    "Mounts left behind by earlier runs that were found and deleted."
+                ),
+                t
+            )),
+            logons: reg!(IntCounterVec::new(opts("veeam_em_logons_total", "Logon attempts."), t)),
+            logon_failures: reg!(IntCounterVec::new(
+                opts("veeam_em_logon_failures_total", "Failed logon attempts, by reason."),
+                &["target", "reason"]
+            )),
+            api_requests: reg!(IntCounterVec::new(
+                opts(
+                    "veeam_em_api_requests_total",
+                    "Requests to the EM REST API, by endpoint and HTTP status (\"error\" when none was received)."
+                ),
+                &["target", "endpoint", "code"]
+            )),
+            api_duration: reg!(HistogramVec::new(
+                HistogramOpts::new("veeam_em_api_request_duration_seconds", "Duration of requests to the EM REST API.")
+                    .buckets(API_BUCKETS.to_vec()),
+                &["target", "endpoint"]
+            )),
+            reload_success: reg!(IntGauge::new(
+                "veeam_restore_exporter_config_last_reload_successful",
+                "1 if the last configuration load succeeded, 0 if it failed (the previous configuration stays in force)."
+            )),
+            reload_timestamp: reg!(Gauge::new(
+                "veeam_restore_exporter_config_last_reload_success_timestamp_seconds",
+                "Unix time of the last successful configuration load."
+            )),
+            api_seen: Mutex::default(),
+            registry: registry.clone(),
+        };
+        let build = reg!(IntGaugeVec::new(
+            opts(
+                "veeam_restore_exporter_build_info",
+                "A metric with a constant '1' value labeled by the version, revision and Rust version it was built from."
+            ),
+            &["version", "revision", "rustversion"]
+        ));
+        build
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                option_env!("VRE_GIT_REVISION").unwrap_or("unknown"),
+                env!("VRE_RUSTC_VERSION"),
+            ])
+            .set(1);
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("process metrics register once");
+        metrics
+    }
+
+    /// Creates every known series of `config` at its zero value and deletes the series of
+    /// targets and probes no longer configured (`previous`).
+    pub fn apply_config(&self, config: &Config, previous: Option<&Config>) {
+        if let Some(previous) = previous {
+            self.remove_stale(config, previous);
+        }
+        for t in &config.targets {
+            let target = t.name.as_str();
+            self.em_up.with_label_values(&[target]);
+            self.logons.with_label_values(&[target]);
+            for reason in crate::em::Error::REASONS {
+                self.logon_failures.with_label_values(&[target, reason]);
+            }
+            self.orphans_cleaned.with_label_values(&[target]);
+            for state in ORPHAN_STATES {
+                self.orphaned_mounts.with_label_values(&[target, state]);
+            }
+            for op in TASK_OPERATIONS {
+                self.task_polls.with_label_values(&[target, op]);
+                for result in TASK_RESULTS {
+                    self.tasks.with_label_values(&[target, op, result]);
+                }
+            }
+            for p in &t.probes {
+                let (probe, kind) = (p.name.as_str(), p.kind.label());
+                self.probe_runs.with_label_values(&[target, probe, kind]);
+                for reason in crate::probe::FAILURE_REASONS {
+                    self.probe_failures.with_label_values(&[target, probe, kind, reason]);
+                }
+                if let ProbeKind::FileRestore { mode: RestoreMode::Catalog, .. } = p.kind {
+                    for result in RESTORE_RESULTS {
+                        self.restore_sessions.with_label_values(&[target, probe, result]);
+                    }
+                    self.restore_progress.with_label_values(&[target, probe]);
+                }
+                for phase in phases(&p.kind) {
+                    self.phase_duration.with_label_values(&[target, probe, phase]);
+                }
+            }
+        }
+    }
+
+    fn remove_stale(&self, config: &Config, previous: &Config) {
+        for old in &previous.targets {
+            let new = config.targets.iter().find(|t| t.name == old.name);
+            let target = old.name.as_str();
+            if new.is_none() {
+                let _ = self.em_up.remove_label_values(&[target]);
+                let _ = self.logons.remove_label_values(&[target]);
+                let _ = self.orphans_cleaned.remove_label_values(&[target]);
+                for reason in crate::em::Error::REASONS {
+                    let _ = self.logon_failures.remove_label_values(&[target, reason]);
+                }
+                for state in ORPHAN_STATES {
+                    let _ = self.orphaned_mounts.remove_label_values(&[target, state]);
+                }
+                for op in TASK_OPERATIONS {
+                    let _ = self.task_polls.remove_label_values(&[target, op]);
+                    for result in TASK_RESULTS {
+                        let _ = self.tasks.remove_label_values(&[target, op, result]);
+                    }
+                }
+                for endpoint in Endpoint::ALL {
+                    let _ = self.api_duration.remove_label_values(&[target, endpoint.as_str()]);
+                }
+            }
+            for p in &old.probes {
+                let kept =
+                    new.and_then(|t| t.probes.iter().find(|n| n.name == p.name && n.kind.label() == p.kind.label()));
+                if kept.is_some() {
+                    continue;
+                }
+                let (probe, kind) = (p.name.as_str(), p.kind.label());
+                let _ = self.probe_success.remove_label_values(&[target, probe, kind]);
+                for vec in [&self.probe_duration, &self.last_run, &self.last_success] {
+                    let _ = vec.remove_label_values(&[target, probe, kind]);
+                }
+                let _ = self.probe_runs.remove_label_values(&[target, probe, kind]);
+                for reason in crate::probe::FAILURE_REASONS {
+                    let _ = self.probe_failures.remove_label_values(&[target, probe, kind, reason]);
+                }
+                for result in RESTORE_RESULTS {
+                    let _ = self.restore_sessions.remove_label_values(&[target, probe, result]);
+                }
+                let _ = self.restore_progress.remove_label_values(&[target, probe]);
+                let _ = self.point_creation.remove_label_values(&[target, probe]);
+                for phase in ["lookup", "mount", "browse", "restore", "restore_session", "download", "unmount"] {
+                    let _ = self.phase_duration.remove_label_values(&[target, probe, phase]);
+                    let _ = self.phase_last_duration.remove_label_values(&[target, probe, phase]);
+                }
+            }
+        }
+        // Request counters carry status codes seen at run time; remove those of removed targets.
+        let mut seen = self.api_seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.retain(|(target, endpoint, code)| {
+            let keep = config.targets.iter().any(|t| &t.name == target);
+            if !keep {
+                let _ = self.api_requests.remove_label_values(&[target, endpoint, code]);
+            }
+            keep
+        });
+    }
+
+    /// The text exposition format and its content type.
+    pub fn encode(&self) -> (String, Vec<u8>) {
+        let encoder = TextEncoder::new();
+        let mut out = Vec::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut out) {
+            tracing::error!(err = %e, "cannot encode metrics");
+        }
+        (encoder.format_type().to_owned(), out)
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Unix seconds of a wall-clock time.
+pub fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Counts the EM client's requests for one target.
+pub struct ApiObserver {
+    pub metrics: Arc<Metrics>,
+    pub target: String,
+}
+
+impl RequestObserver for ApiObserver {
+    fn observe(&self, endpoint: Endpoint, status: Option<u16>, elapsed: Duration) {
+        let code = status.map(|s| s.to_string()).unwrap_or_else(|| "error".to_owned());
+        let key = (self.target.clone(), endpoint.as_str().to_owned(), code.clone());
+        self.metrics.api_seen.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
+        self.metrics.api_requests.with_label_values(&[self.target.as_str(), endpoint.as_str(), code.as_str()]).inc();
+        self.metrics
+            .api_duration
+            .with_label_values(&[self.target.as_str(), endpoint.as_str()])
+            .observe(elapsed.as_secs_f64());
+    }
+}

@@ -1,0 +1,190 @@
+//! Runs every configured probe on its own schedule and publishes the results.
+//!
+//! A *generation* is the set of loops for one loaded configuration. A reload stops the old
+//! generation from scheduling new runs (its runs in progress finish, unmount included) and
+//! starts a new one. A per-probe lock that outlives generations keeps a probe from ever
+//! overlapping itself, even across a reload. Scrapes never trigger runs.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Probe};
+use crate::history::History;
+use crate::ledger::Ledger;
+use crate::metrics::{Metrics, unix_seconds};
+use crate::probe::{Run, RunReport};
+use crate::target::TargetRuntime;
+
+/// State shared by all generations.
+pub struct Shared {
+    pub metrics: Arc<Metrics>,
+    pub history: Arc<History>,
+    pub ledger: Ledger,
+    /// Fires once, when the process shuts down: runs skip optional work and unmount.
+    pub shutdown: CancellationToken,
+    probe_locks: Mutex<HashMap<ProbeKey, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// `(target name, probe name)`.
+type ProbeKey = (String, String);
+
+impl Shared {
+    pub fn new(metrics: Arc<Metrics>, history: Arc<History>, ledger: Ledger) -> Shared {
+        Shared { metrics, history, ledger, shutdown: CancellationToken::new(), probe_locks: Mutex::default() }
+    }
+
+    fn probe_lock(&self, target: &str, probe: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.probe_locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.entry((target.to_owned(), probe.to_owned())).or_default().clone()
+    }
+}
+
+/// The loops of one configuration.
+pub struct Generation {
+    stop: CancellationToken,
+    loops: Vec<JoinHandle<()>>,
+    targets: Vec<Arc<TargetRuntime>>,
+}
+
+impl Generation {
+    pub fn start(config: &Config, shared: &Arc<Shared>) -> Generation {
+        let stop = CancellationToken::new();
+        let mut loops = Vec::new();
+        let mut targets = Vec::new();
+        let mut index = 0u32;
+        for t in &config.targets {
+            let runtime = Arc::new(TargetRuntime::new(t.clone(), shared.metrics.clone(), shared.ledger.clone()));
+            loops.push(tokio::spawn(keeper(runtime.clone(), stop.clone())));
+            for probe in &t.probes {
+                // Staggered first runs: soon after start, not all at once.
+                let first = Duration::from_millis(u64::from(index) * 1000).min(probe.interval);
+                loops.push(tokio::spawn(probe_loop(
+                    runtime.clone(),
+                    probe.clone(),
+                    shared.clone(),
+                    stop.clone(),
+                    first,
+                )));
+                index += 1;
+            }
+            targets.push(runtime);
+        }
+        Generation { stop, loops, targets }
+    }
+
+    /// Stops scheduling, waits for runs in progress to finish (unmounts included), logs off.
+    pub async fn finish(self) {
+        self.stop.cancel();
+        for l in self.loops {
+            let _ = l.await;
+        }
+        for t in &self.targets {
+            t.logoff().await;
+        }
+    }
+}
+
+/// Logs on, cleans up what earlier runs left, then keeps the session alive.
+async fn keeper(target: Arc<TargetRuntime>, stop: CancellationToken) {
+    if target.session().await.is_ok() {
+        target.cleanup().await;
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(target.config.keepalive_interval) => target.keep_alive().await,
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// `interval` moved by up to ±10% (at most 30 s), so probes drift apart instead of aligning.
+fn jittered(interval: Duration) -> Duration {
+    let spread = (interval / 10).min(Duration::from_secs(30)).as_secs_f64();
+    let offset = rand::rng().random_range(-spread..=spread);
+    Duration::from_secs_f64((interval.as_secs_f64() + offset).max(0.1))
+}
+
+async fn probe_loop(
+    target: Arc<TargetRuntime>,
+    probe: Probe,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    first: Duration,
+) {
+    let mut wait = first;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.cancelled() => return,
+        }
+        let lock = shared.probe_lock(&target.config.name, &probe.name);
+        let _never_overlap = lock.lock().await;
+        let Ok(_permit) = target.permits.acquire().await else { return };
+        if stop.is_cancelled() {
+            return;
+        }
+        let report = run_once(&target, &probe, &shared).await;
+        publish(&shared, &target.config.name, &probe, report);
+        wait = jittered(probe.interval);
+    }
+}
+
+async fn run_once(target: &TargetRuntime, probe: &Probe, shared: &Shared) -> RunReport {
+    target.cleanup().await;
+    let started = std::time::Instant::now();
+    match target.session().await {
+        Ok(session) => {
+            Run::new(
+                &session,
+                &target.config,
+                probe,
+                &shared.metrics,
+                &shared.ledger,
+                &target.in_flight,
+                &shared.shutdown,
+            )
+            .execute()
+            .await
+        }
+        Err(e) => RunReport {
+            finished_at: std::time::SystemTime::now(),
+            duration: started.elapsed(),
+            phases: Vec::new(),
+            outcome: Err((e.reason(), format!("logon: {e}"))),
+            cleanup_error: None,
+        },
+    }
+}
+
+fn publish(shared: &Shared, target: &str, probe: &Probe, report: RunReport) {
+    let m = &shared.metrics;
+    let labels = [target, probe.name.as_str(), probe.kind.label()];
+    m.probe_runs.with_label_values(&labels).inc();
+    m.probe_duration.with_label_values(&labels).set(report.duration.as_secs_f64());
+    m.last_run.with_label_values(&labels).set(unix_seconds(report.finished_at));
+    match &report.outcome {
+        Ok(note) => {
+            m.probe_success.with_label_values(&labels).set(1);
+            m.last_success.with_label_values(&labels).set(unix_seconds(report.finished_at));
+            match note {
+                Some(note) => {
+                    tracing::warn!(target_name = target, probe = %probe.name, duration_seconds = report.duration.as_secs_f64(), note = %note, "probe succeeded with a warning")
+                }
+                None => {
+                    tracing::info!(target_name = target, probe = %probe.name, duration_seconds = report.duration.as_secs_f64(), "probe succeeded")
+                }
+            }
+        }
+        Err((reason, message)) => {
+            m.probe_success.with_label_values(&labels).set(0);
+            m.probe_failures.with_label_values(&[target, probe.name.as_str(), probe.kind.label(), reason]).inc();
+            tracing::warn!(target_name = target, probe = %probe.name, reason, err = %message, cleanup_err = report.cleanup_error.as_deref().unwrap_or(""), "probe failed");
+        }
+    }
+    shared.history.record(target, &probe.name, report);
+}

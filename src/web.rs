@@ -1,0 +1,130 @@
+//! The exporter's HTTP endpoints: landing page, metrics, health, readiness, reload.
+//!
+//! **Invariant:** nothing here talks to EM. `/metrics` serves what the scheduled runs cached,
+//! so it answers whatever state EM is in, and `/-/healthy` and `/-/ready` never depend on EM.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::Config;
+use crate::history::History;
+use crate::metrics::Metrics;
+
+/// A reload request; the answer says whether the new configuration was applied.
+pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
+
+pub struct WebState {
+    pub metrics: Arc<Metrics>,
+    pub history: Arc<History>,
+    pub config: RwLock<Arc<Config>>,
+    pub reload: mpsc::Sender<ReloadRequest>,
+    pub telemetry_path: String,
+}
+
+pub fn router(state: Arc<WebState>) -> Router {
+    Router::new()
+        .route("/", get(landing))
+        .route(&state.telemetry_path.clone(), get(metrics))
+        .route("/-/healthy", get(|| async { "Healthy.\n" }))
+        .route("/-/ready", get(|| async { "Ready.\n" }))
+        .route("/-/reload", post(reload))
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<Arc<WebState>>) -> Response {
+    let (content_type, body) = state.metrics.encode();
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+async fn reload(State(state): State<Arc<WebState>>) -> Response {
+    let (tx, rx) = oneshot::channel();
+    if state.reload.send(tx).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
+    match rx.await {
+        Ok(Ok(())) => (StatusCode::OK, "Configuration reloaded.\n").into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("failed to reload config: {e}\n")).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+fn ago(t: SystemTime) -> String {
+    let secs = t.elapsed().map(|d| d.as_secs()).unwrap_or(0);
+    format!("{} ago", humantime::format_duration(std::time::Duration::from_secs(secs)))
+}
+
+async fn landing(State(state): State<Arc<WebState>>) -> Html<String> {
+    let config = state.config.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let mut page = String::new();
+    let _ = write!(
+        page,
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Veeam Restore Exporter</title>\
+         <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:1em}}\
+         td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}}\
+         .ok{{color:#1a7f37}}.fail{{color:#cf222e}}</style></head><body>\
+         <h1>Veeam Restore Exporter</h1><p>Proves Veeam restores work by running them on a schedule. Version {}.</p>\
+         <ul><li><a href=\"{}\">Metrics</a></li><li><a href=\"/-/healthy\">Health</a></li><li><a href=\"/-/ready\">Readiness</a></li></ul>",
+        env!("CARGO_PKG_VERSION"),
+        escape(&state.telemetry_path)
+    );
+    for target in &config.targets {
+        let _ =
+            write!(page, "<h2>Target {} <small>({})</small></h2>", escape(&target.name), escape(target.url.as_str()));
+        for probe in &target.probes {
+            let history = state.history.get(&target.name, &probe.name);
+            let _ = write!(
+                page,
+                "<h3>Probe {} <small>{} on {}, every {}</small></h3>",
+                escape(&probe.name),
+                probe.kind.label(),
+                escape(&probe.vm),
+                humantime::format_duration(probe.interval)
+            );
+            if history.recent.is_empty() {
+                page.push_str("<p>No run has finished yet.</p>");
+                continue;
+            }
+            page.push_str(
+                "<table><tr><th>Finished</th><th>Result</th><th>Duration</th><th>Phases</th><th>Details</th></tr>",
+            );
+            let last_failure_shown = history.recent.iter().any(|r| r.outcome.is_err());
+            let extra = history.last_failure.iter().filter(|_| !last_failure_shown);
+            for run in history.recent.iter().chain(extra) {
+                let (class, result, details) = match &run.outcome {
+                    Ok(note) => ("ok", "success".to_owned(), note.clone().unwrap_or_default()),
+                    Err((reason, message)) => ("fail", format!("failed: {reason}"), message.clone()),
+                };
+                let details = match &run.cleanup_error {
+                    Some(c) => format!("{details}; cleanup: {c}"),
+                    None => details,
+                };
+                let phases: Vec<String> =
+                    run.phases.iter().map(|(p, d)| format!("{p} {:.2}s", d.as_secs_f64())).collect();
+                let _ = write!(
+                    page,
+                    "<tr><td>{}</td><td class=\"{class}\">{}</td><td>{:.2}s</td><td>{}</td><td>{}</td></tr>",
+                    ago(run.finished_at),
+                    escape(&result),
+                    run.duration.as_secs_f64(),
+                    escape(&phases.join(", ")),
+                    escape(&details)
+                );
+            }
+            page.push_str("</table>");
+        }
+    }
+    page.push_str("</body></html>\n");
+    Html(page)
+}
