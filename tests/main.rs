@@ -2,8 +2,11 @@
 //!
 //! - `em_fixtures`: Veeam's documented example bodies decode into the right values.
 //! - `em_client`: the client against the simulator on loopback, both formats, every fault kind.
-//! - `support`: shared helpers (simulator start-up, bounded polling).
+//! - `exporter`: the exporter binary against the simulator: probes, failures, crash recovery,
+//!   shutdown, reload, bad configuration.
+//! - `support`: shared helpers (simulator start-up, the exporter process, bounded polling).
 
 mod em_client;
 mod em_fixtures;
+mod exporter;
 mod support;

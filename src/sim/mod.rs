@@ -7,7 +7,7 @@
 //!
 //! Admin endpoints (JSON): `GET /sim/requests` (request log), `DELETE /sim/requests`,
 //! `GET|POST|DELETE /sim/faults`, `POST /sim/sessions/expire`, `GET /sim/state`,
-//! `GET|PUT /sim/timings`.
+//! `POST /sim/mounts/release` (an operator stopping unreachable mounts), `GET|PUT /sim/timings`.
 
 mod inventory;
 mod render;
@@ -92,6 +92,26 @@ impl SimServer {
     pub fn add_fault(&self, fault: Fault) {
         self.sim.world().faults.push(fault);
     }
+
+    /// Removes all faults, as `DELETE /sim/faults` would.
+    pub fn clear_faults(&self) {
+        self.sim.world().faults.clear();
+    }
+
+    /// Expires every logon session now, as `POST /sim/sessions/expire` would.
+    pub fn expire_sessions(&self) -> usize {
+        self.sim.world().expire_all()
+    }
+
+    /// Stops unreachable mounts, as `POST /sim/mounts/release` would.
+    pub fn release_orphans(&self) -> usize {
+        self.sim.world().release_orphans()
+    }
+
+    /// The request log, as `GET /sim/requests` would return it.
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.sim.world().log.clone()
+    }
 }
 
 #[derive(Clone)]
@@ -166,6 +186,7 @@ fn router(sim: Sim) -> Router {
         .route("/sim/faults", get(admin_faults).post(admin_add_fault).delete(admin_clear_faults))
         .route("/sim/sessions/expire", post(admin_expire))
         .route("/sim/state", get(admin_state))
+        .route("/sim/mounts/release", post(admin_release))
         .route("/sim/timings", get(admin_timings).put(admin_set_timings));
     api.merge(admin).with_state(sim)
 }
@@ -579,6 +600,11 @@ async fn admin_clear_faults(State(sim): State<Sim>) -> StatusCode {
 async fn admin_expire(State(sim): State<Sim>) -> Json<serde_json::Value> {
     let n = sim.world().expire_all();
     Json(serde_json::json!({ "expired": n }))
+}
+
+async fn admin_release(State(sim): State<Sim>) -> Json<serde_json::Value> {
+    let n = sim.world().release_orphans();
+    Json(serde_json::json!({ "released": n }))
 }
 
 async fn admin_state(State(sim): State<Sim>) -> Json<StateView> {

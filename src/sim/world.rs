@@ -395,6 +395,21 @@ impl World {
         n
     }
 
+    /// What an operator does in the Veeam console for a mount the API can no longer reach:
+    /// stops the restore sessions of mounts whose logon session is gone. Returns how many.
+    pub(crate) fn release_orphans(&mut self) -> usize {
+        let dead: Vec<usize> = (0..self.mounts.len())
+            .filter(|&i| self.sessions.get(&self.mounts[i].session).is_none_or(|s| s.expired))
+            .collect();
+        for &i in dead.iter().rev() {
+            let mount = self.mounts.remove(i);
+            if let Some(rs) = self.restore_sessions.iter_mut().find(|r| r.id == mount.restore_session) {
+                rs.kind = RestoreKind::Mount { ended: Some(SystemTime::now()) };
+            }
+        }
+        dead.len()
+    }
+
     pub(crate) fn state(&mut self, now: Instant) -> StateView {
         self.tick(now);
         let alive = |w: &World, id: &str| w.sessions.get(id).is_some_and(|s| !s.expired);

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests. Nothing here sleeps for a fixed time to wait for a
 //! condition: waiting is polling with a bounded deadline.
 
+pub mod exporter;
+
 use std::future::Future;
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,418 @@
+//! The exporter binary against the simulated EM: every probe kind, the failure scenarios of
+//! the exporter issue, crash recovery, shutdown, reload and bad configuration.
+
+use std::process::Command;
+use std::time::Duration;
+
+use sha2::Digest;
+use veeam_restore_exporter::em::Endpoint;
+use veeam_restore_exporter::sim::{Fault, FaultKind};
+
+use crate::support::exporter::{BIN, Exporter, Setup, value};
+use crate::support::{eventually, start_sim};
+
+const CONTENT: &[u8] = b"veeam-restore-exporter canary file\n";
+
+fn mount(interval: &str) -> String {
+    format!("      - {{ name: mount, kind: mount, vm: canary-win01, interval: {interval} }}\n")
+}
+
+fn download(interval: &str, sha: &str, extra: &str) -> String {
+    format!(
+        "      - {{ name: file, kind: file_restore, mode: download, vm: canary-win01, path: C:/canary/canary.txt, \
+         expected_sha256: {sha}, interval: {interval}{extra} }}\n"
+    )
+}
+
+fn catalog(interval: &str) -> String {
+    format!(
+        "      - {{ name: catalog, kind: file_restore, mode: catalog, vm: canary-win01, path: C:/canary/canary.txt, interval: {interval} }}\n"
+    )
+}
+
+fn good_sha() -> String {
+    hex::encode(sha2::Sha256::digest(CONTENT))
+}
+
+fn fault(endpoint: Endpoint, kind: FaultKind, times: Option<u32>) -> Fault {
+    Fault { endpoint: Some(endpoint), kind, times }
+}
+
+/// Only the `# HELP` and `# TYPE` lines: what a golden file can pin across runs.
+fn metadata(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| l.starts_with("# HELP") || l.starts_with("# TYPE")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthy_runs_of_every_probe_kind_then_clean_shutdown() {
+    let sim = start_sim().await;
+    let probes = format!("{}{}{}", mount("1s"), download("1s", &good_sha(), ""), catalog("1s"));
+    let setup = Setup::new(&sim.api_url, &probes);
+    let mut exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+
+    // Known series exist at zero before anything has failed.
+    let first = exporter.metrics().await;
+    for probe in ["mount", "file", "catalog"] {
+        assert_eq!(
+            value(&first, "veeam_em_probe_failures_total", &[("probe", probe), ("reason", "task_failed")]),
+            Some(0.0)
+        );
+        assert_eq!(value(&first, "veeam_em_probe_runs_total", &[("probe", probe)]), Some(0.0));
+    }
+    assert_eq!(value(&first, "veeam_em_orphaned_mounts", &[("state", "unresolved")]), Some(0.0));
+
+    for (probe, kind) in [("mount", "mount"), ("file", "file_restore"), ("catalog", "file_restore")] {
+        exporter.wait_metric("veeam_em_probe_success", &[("probe", probe), ("kind", kind)], |v| v == 1.0).await;
+    }
+    exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", "mount")], |v| v >= 2.0).await;
+    let m = exporter.metrics().await;
+    assert_eq!(value(&m, "veeam_em_up", &[("target", "sim")]), Some(1.0));
+    assert!(
+        value(&m, "veeam_em_restore_sessions_total", &[("probe", "catalog"), ("result", "success")]).unwrap() >= 1.0
+    );
+    assert_eq!(value(&m, "veeam_em_restore_session_progress_ratio", &[("probe", "catalog")]), Some(1.0));
+    assert!(value(&m, "veeam_em_restore_point_creation_timestamp_seconds", &[("probe", "mount")]).unwrap() > 1.7e9);
+    assert!(
+        value(&m, "veeam_em_probe_phase_duration_seconds_count", &[("probe", "mount"), ("phase", "unmount")]).unwrap()
+            >= 1.0
+    );
+    assert!(
+        value(&m, "veeam_em_tasks_total", &[("operation", "MountRestorePoint"), ("result", "success")]).unwrap() >= 2.0
+    );
+    assert!(value(&m, "veeam_em_task_polls_total", &[("operation", "MountRestorePoint")]).unwrap() >= 1.0);
+    assert!(value(&m, "veeam_em_api_requests_total", &[("endpoint", "mount_delete"), ("code", "204")]).unwrap() >= 2.0);
+    assert!(value(&m, "veeam_restore_exporter_build_info", &[("version", env!("CARGO_PKG_VERSION"))]) == Some(1.0));
+    assert!(m.contains("process_resident_memory_bytes"));
+
+    // The golden file pins names, help and types; `promtool check metrics` lints it in CI.
+    let golden_path = format!("{}/tests/golden/metrics.txt", env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden_path, &m).unwrap();
+    }
+    let golden = std::fs::read_to_string(&golden_path).expect("golden file exists (UPDATE_GOLDEN=1 writes it)");
+    assert_eq!(
+        metadata(&m),
+        metadata(&golden),
+        "metric metadata changed: update tests/golden/metrics.txt with UPDATE_GOLDEN=1"
+    );
+
+    let page = reqwest::get(exporter.url("/")).await.unwrap().text().await.unwrap();
+    for needle in ["Target sim", "Probe mount", "Probe catalog", "success", "unmount", "restore_session", "/metrics"] {
+        assert!(page.contains(needle), "landing page lacks {needle:?}");
+    }
+    for path in ["/-/healthy", "/-/ready"] {
+        assert_eq!(reqwest::get(exporter.url(path)).await.unwrap().status(), 200);
+    }
+
+    exporter.signal("TERM");
+    assert!(exporter.wait_exit(Duration::from_secs(30)).await.success());
+    assert!(sim.state().mounts.is_empty(), "no mount left behind: {:?}", sim.state().mounts);
+    assert_eq!(setup.records(), 0);
+    assert!(sim.requests().iter().any(|r| r.endpoint == Some(Endpoint::Logoff) && r.status == 204), "logged off");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mount_task_failure_is_reported_with_ems_message() {
+    let sim = start_sim().await;
+    sim.add_fault(fault(
+        Endpoint::MountCreate,
+        FaultKind::TaskFail { message: Some("Repository is offline".into()) },
+        None,
+    ));
+    let setup = Setup::new(&sim.api_url, &mount("1h"));
+    let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    exporter
+        .wait_metric("veeam_em_probe_failures_total", &[("probe", "mount"), ("reason", "task_failed")], |v| v == 1.0)
+        .await;
+    let m = exporter.metrics().await;
+    assert_eq!(value(&m, "veeam_em_probe_success", &[("probe", "mount")]), Some(0.0));
+    assert_eq!(
+        value(&m, "veeam_em_tasks_total", &[("operation", "MountRestorePoint"), ("result", "failed")]),
+        Some(1.0)
+    );
+    assert!(
+        value(&m, "veeam_em_probe_last_success_timestamp_seconds", &[("probe", "mount")]).is_none(),
+        "never succeeded: no timestamp"
+    );
+    let page = reqwest::get(exporter.url("/")).await.unwrap().text().await.unwrap();
+    assert!(page.contains("Repository is offline"), "the landing page shows EM's message");
+    assert!(sim.state().mounts.is_empty());
+    assert_eq!(setup.records(), 0, "a failed mount task leaves no record");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stuck_restore_task_times_out_and_the_mount_is_still_deleted() {
+    let sim = start_sim().await;
+    sim.add_fault(fault(Endpoint::FileRestore, FaultKind::TaskStuck {}, None));
+    let probes = download("1h", &good_sha(), ", step_timeouts: { restore: 1s }");
+    let setup = Setup::new(&sim.api_url, &probes);
+    let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    exporter
+        .wait_metric("veeam_em_probe_failures_total", &[("probe", "file"), ("reason", "step_timeout")], |v| v == 1.0)
+        .await;
+    let m = exporter.metrics().await;
+    assert_eq!(
+        value(&m, "veeam_em_tasks_total", &[("operation", "FileRestoreFromMountPoint"), ("result", "timeout")]),
+        Some(1.0)
+    );
+    assert!(
+        value(&m, "veeam_em_probe_phase_duration_seconds_count", &[("probe", "file"), ("phase", "unmount")])
+            == Some(1.0)
+    );
+    assert!(sim.state().mounts.is_empty(), "unmounted after the step timeout");
+    assert_eq!(setup.records(), 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stuck_mount_task_times_out_and_the_task_is_stopped() {
+    let sim = start_sim().await;
+    sim.add_fault(fault(Endpoint::MountCreate, FaultKind::TaskStuck {}, Some(1)));
+    let probes = "      - { name: mount, kind: mount, vm: canary-win01, interval: 2s, step_timeouts: { mount: 1s } }\n";
+    let setup = Setup::new(&sim.api_url, probes);
+    let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    exporter
+        .wait_metric("veeam_em_probe_failures_total", &[("probe", "mount"), ("reason", "step_timeout")], |v| v == 1.0)
+        .await;
+    assert!(sim.requests().iter().any(|r| r.endpoint == Some(Endpoint::TaskDelete)), "the stuck task was stopped");
+    // The next run cleans up the record of the stopped task and succeeds.
+    exporter.wait_metric("veeam_em_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
+    eventually(Duration::from_secs(10), "records to clear", || async { (setup.records() == 0).then_some(()) }).await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_unmount_keeps_the_record_and_a_later_run_deletes_the_mount() {
+    let sim = start_sim().await;
+    sim.add_fault(fault(Endpoint::MountDelete, FaultKind::Status { status: 503, message: None }, Some(1)));
+    let setup = Setup::new(&sim.api_url, &mount("2s"));
+    let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    exporter
+        .wait_metric("veeam_em_probe_failures_total", &[("probe", "mount"), ("reason", "unmount_failed")], |v| v == 1.0)
+        .await;
+    exporter.wait_metric("veeam_em_orphaned_mounts_cleaned_total", &[("target", "sim")], |v| v >= 1.0).await;
+    exporter.wait_metric("veeam_em_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
+    // Mount 1 was the one whose unmount failed.
+    assert!(sim.state().mounts.iter().all(|m| m.mount_id != 1), "{:?}", sim.state().mounts);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_session_is_replaced_between_runs() {
+    let sim = start_sim().await;
+    let setup = Setup::new(&sim.api_url, &mount("2s"));
+    let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    exporter.wait_metric("veeam_em_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
+    assert_eq!(value(&exporter.metrics().await, "veeam_em_logons_total", &[("target", "sim")]), Some(1.0));
+    assert!(sim.expire_sessions() >= 1);
+    exporter.wait_metric("veeam_em_logons_total", &[("target", "sim")], |v| v >= 2.0).await;
+    let runs = value(&exporter.metrics().await, "veeam_em_probe_runs_total", &[("probe", "mount")]).unwrap();
+    exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", "mount")], |v| v >= runs + 1.0).await;
+    exporter.wait_metric("veeam_em_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
+    assert_eq!(value(&exporter.metrics().await, "veeam_em_up", &[("target", "sim")]), Some(1.0));
+    sim.shutdown().await;
+}
+
+/// Starts an exporter whose first browse hangs, waits until its mount exists, and kills it.
+/// Returns the logon session that owned the mount.
+async fn crash_with_a_mount(setup: &Setup, sim: &veeam_restore_exporter::sim::SimServer) -> String {
+    sim.add_fault(fault(Endpoint::MountBrowse, FaultKind::Latency { ms: 4_000 }, Some(1)));
+    let mut exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    let owner = eventually(Duration::from_secs(20), "a mount and its complete record", || async {
+        let mounts = sim.state().mounts;
+        let recorded = std::fs::read_dir(setup.storage().join("mounts"))
+            .ok()?
+            .filter_map(Result::ok)
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .any(|text| text.contains("\"mount_href\": \"http"));
+        (mounts.len() == 1 && recorded).then(|| mounts[0].session.clone())
+    })
+    .await;
+    exporter.signal("KILL");
+    exporter.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(sim.state().mounts.len(), 1, "the killed exporter left its mount behind");
+    assert_eq!(setup.records(), 1);
+    owner
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_sigkill_the_orphan_is_deleted_with_the_recorded_token() {
+    let sim = start_sim().await;
+    let setup = Setup::new(&sim.api_url, &mount("1h"));
+    let owner = crash_with_a_mount(&setup, &sim).await;
+
+    let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    exporter.wait_metric("veeam_em_orphaned_mounts_cleaned_total", &[("target", "sim")], |v| v == 1.0).await;
+    let deleted_by_owner = sim.requests().iter().any(|r| {
+        r.endpoint == Some(Endpoint::MountDelete) && r.status == 204 && r.session.as_deref() == Some(owner.as_str())
+    });
+    assert!(deleted_by_owner, "the orphan was deleted through its own (recorded) session");
+    exporter.wait_metric("veeam_em_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
+    assert!(sim.state().mounts.is_empty());
+    assert_eq!(setup.records(), 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn orphan_of_an_expired_session_is_reported_unresolved_until_an_operator_removes_it() {
+    let sim = start_sim().await;
+    let setup = Setup::new(&sim.api_url, &mount("2s"));
+    crash_with_a_mount(&setup, &sim).await;
+    sim.expire_sessions();
+
+    let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    exporter.wait_metric("veeam_em_orphaned_mounts", &[("target", "sim"), ("state", "unresolved")], |v| v == 1.0).await;
+    assert!(exporter.logs().contains("UNRESOLVED orphaned mount"), "operators are told what to do");
+    assert_eq!(
+        value(&exporter.metrics().await, "veeam_em_orphaned_mounts_cleaned_total", &[("target", "sim")]),
+        Some(0.0)
+    );
+
+    assert_eq!(sim.release_orphans(), 1);
+    exporter.wait_metric("veeam_em_orphaned_mounts", &[("target", "sim"), ("state", "unresolved")], |v| v == 0.0).await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn catalog_restore_results() {
+    let sim = start_sim().await;
+    sim.add_fault(fault(Endpoint::CatalogRestore, FaultKind::RestoreResult { result: "Failed".into() }, Some(1)));
+    let setup = Setup::new(&sim.api_url, &catalog("1s"));
+    let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    exporter
+        .wait_metric("veeam_em_probe_failures_total", &[("probe", "catalog"), ("reason", "restore_failed")], |v| {
+            v == 1.0
+        })
+        .await;
+    assert_eq!(
+        value(
+            &exporter.metrics().await,
+            "veeam_em_restore_sessions_total",
+            &[("probe", "catalog"), ("result", "failed")]
+        ),
+        Some(1.0)
+    );
+    sim.add_fault(fault(Endpoint::CatalogRestore, FaultKind::RestoreResult { result: "Warning".into() }, Some(1)));
+    exporter
+        .wait_metric("veeam_em_restore_sessions_total", &[("probe", "catalog"), ("result", "warning")], |v| v == 1.0)
+        .await;
+    // A warning is still a working restore; it is counted (and alerted on) separately.
+    exporter.wait_metric("veeam_em_probe_success", &[("probe", "catalog")], |v| v == 1.0).await;
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn download_checksum_mismatch_fails_and_still_unmounts() {
+    let sim = start_sim().await;
+    let wrong = "0".repeat(64);
+    let setup = Setup::new(&sim.api_url, &download("1h", &wrong, ""));
+    let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    exporter
+        .wait_metric("veeam_em_probe_failures_total", &[("probe", "file"), ("reason", "verify_failed")], |v| v == 1.0)
+        .await;
+    let page = reqwest::get(exporter.url("/")).await.unwrap().text().await.unwrap();
+    assert!(page.contains(&format!("expected {wrong}")), "the landing page says what mismatched");
+    assert!(sim.state().mounts.is_empty());
+    assert!(sim.state().restored_files.is_empty(), "download mode never writes into the VM");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_a_mount_unmounts_before_exit() {
+    let sim = start_sim().await;
+    sim.add_fault(fault(Endpoint::MountBrowse, FaultKind::Latency { ms: 2_000 }, Some(1)));
+    let setup = Setup::new(&sim.api_url, &mount("1h"));
+    let mut exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    eventually(Duration::from_secs(20), "the mount", || async { (sim.state().mounts.len() == 1).then_some(()) }).await;
+    exporter.signal("TERM");
+    let status = exporter.wait_exit(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status:?}\n{}", exporter.logs());
+    assert!(sim.state().mounts.is_empty(), "unmounted before exit");
+    assert_eq!(setup.records(), 0);
+    let log = sim.requests();
+    let delete = log.iter().position(|r| r.endpoint == Some(Endpoint::MountDelete)).expect("unmounted");
+    let logoff = log.iter().position(|r| r.endpoint == Some(Endpoint::Logoff)).expect("logged off");
+    assert!(delete < logoff, "unmount comes before log-off");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn em_down_is_reported_while_metrics_keep_answering() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let setup = Setup::new(&format!("http://127.0.0.1:{port}/api/"), &mount("1s"));
+    let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    exporter
+        .wait_metric("veeam_em_probe_failures_total", &[("probe", "mount"), ("reason", "transport")], |v| v >= 1.0)
+        .await;
+    let m = exporter.metrics().await;
+    assert_eq!(value(&m, "veeam_em_up", &[("target", "sim")]), Some(0.0));
+    assert_eq!(value(&m, "veeam_em_probe_success", &[("probe", "mount")]), Some(0.0));
+    assert!(value(&m, "veeam_em_logon_failures_total", &[("reason", "transport")]).unwrap() >= 1.0);
+    assert_eq!(reqwest::get(exporter.url("/-/ready")).await.unwrap().status(), 200, "readiness never depends on EM");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_config_gets_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(
+        &bad,
+        "targets:\n  - name: em\n    url: https://em:9398/api/\n    username: u\n    password_file: p\n    probes:\n      \
+         - { name: m, kind: mount, vm: v, interval: 5x }\n      - { name: f, kind: file_restore, vm: v, interval: 1m, mode: bogus }\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN).args(["--config.check", &format!("--config.file={}", bad.display())]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("2 problem(s)"), "{stderr}");
+    assert!(stderr.contains("targets[0] (em).probes[0] (m):"), "{stderr}");
+    assert!(stderr.contains("targets[0] (em).probes[1] (f):") && stderr.contains("bogus"), "{stderr}");
+
+    let out = Command::new(BIN)
+        .args([&format!("--config.file={}", bad.display()), "--web.listen-address=127.0.0.1:0"])
+        .arg(format!("--storage.path={}", dir.path().join("state").display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "the exporter refuses to start on a bad config");
+
+    let good = dir.path().join("good.yml");
+    std::fs::write(&good, format!("targets:\n  - name: em\n    url: https://em:9398/api/\n    username: u\n    password_env: P\n    probes:\n{}", mount("1m"))).unwrap();
+    let out =
+        Command::new(BIN).args(["--config.check", &format!("--config.file={}", good.display())]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK (1 target(s), 1 probe(s))"));
+
+    let out = Command::new(BIN).args(["--config.file=x", "--password=secret"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "there is no password flag");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_keeps_the_old_config_on_error_and_applies_a_good_one() {
+    let sim = start_sim().await;
+    let setup = Setup::new(&sim.api_url, &mount("1h"));
+    let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    exporter.wait_metric("veeam_em_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
+    let client = reqwest::Client::new();
+
+    std::fs::write(setup.config_path(), "targets: [").unwrap();
+    let response = client.post(exporter.url("/-/reload")).send().await.unwrap();
+    assert_eq!(response.status(), 500);
+    assert!(response.text().await.unwrap().contains("line"), "the error says where");
+    assert_eq!(
+        value(&exporter.metrics().await, "veeam_restore_exporter_config_last_reload_successful", &[]),
+        Some(0.0)
+    );
+    assert_eq!(client.get(exporter.url("/-/reload")).send().await.unwrap().status(), 405);
+
+    setup.write_config(&sim.api_url, &mount("1h").replace("name: mount", "name: mount2"));
+    exporter.signal("HUP");
+    exporter.wait_metric("veeam_restore_exporter_config_last_reload_successful", &[], |v| v == 1.0).await;
+    exporter.wait_metric("veeam_em_probe_success", &[("probe", "mount2")], |v| v == 1.0).await;
+    let m = exporter.metrics().await;
+    assert!(value(&m, "veeam_em_probe_runs_total", &[("probe", "mount")]).is_none(), "removed probe's series are gone");
+    sim.shutdown().await;
+}
