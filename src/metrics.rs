@@ -48,6 +48,8 @@ pub struct Metrics {
     pub probe_duration: GaugeVec,
     pub phase_duration: HistogramVec,
     pub phase_last_duration: GaugeVec,
+    pub probe_interval: GaugeVec,
+    pub probe_timeout: GaugeVec,
     pub probe_runs: IntCounterVec,
     pub probe_failures: IntCounterVec,
     pub last_run: GaugeVec,
@@ -121,6 +123,20 @@ impl Metrics {
                     &cached("Duration of each phase in the probe's last run that reached it.")
                 ),
                 tpp
+            )),
+            probe_interval: reg!(GaugeVec::new(
+                opts(
+                    "veeam_em_probe_interval_seconds",
+                    "Configured time between runs of the probe, for staleness alerts."
+                ),
+                tpk
+            )),
+            probe_timeout: reg!(GaugeVec::new(
+                opts(
+                    "veeam_em_probe_timeout_seconds",
+                    "Configured budget of one run's work steps (unmount comes on top)."
+                ),
+                tpk
             )),
             probe_runs: reg!(IntCounterVec::new(opts("veeam_em_probe_runs_total", "Completed probe runs."), tpk)),
             probe_failures: reg!(IntCounterVec::new(
@@ -256,6 +272,8 @@ impl Metrics {
             for p in &t.probes {
                 let (probe, kind) = (p.name.as_str(), p.kind.label());
                 self.probe_runs.with_label_values(&[target, probe, kind]);
+                self.probe_interval.with_label_values(&[target, probe, kind]).set(p.interval.as_secs_f64());
+                self.probe_timeout.with_label_values(&[target, probe, kind]).set(p.timeout.as_secs_f64());
                 for reason in crate::probe::FAILURE_REASONS {
                     self.probe_failures.with_label_values(&[target, probe, kind, reason]);
                 }
@@ -304,7 +322,13 @@ impl Metrics {
                 }
                 let (probe, kind) = (p.name.as_str(), p.kind.label());
                 let _ = self.probe_success.remove_label_values(&[target, probe, kind]);
-                for vec in [&self.probe_duration, &self.last_run, &self.last_success] {
+                for vec in [
+                    &self.probe_duration,
+                    &self.last_run,
+                    &self.last_success,
+                    &self.probe_interval,
+                    &self.probe_timeout,
+                ] {
                     let _ = vec.remove_label_values(&[target, probe, kind]);
                 }
                 let _ = self.probe_runs.remove_label_values(&[target, probe, kind]);

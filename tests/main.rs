@@ -4,9 +4,11 @@
 //! - `em_client`: the client against the simulator on loopback, both formats, every fault kind.
 //! - `exporter`: the exporter binary against the simulator: probes, failures, crash recovery,
 //!   shutdown, reload, bad configuration.
+//! - `monitoring`: dashboards and alert rules: structure, PromQL, only real metrics.
 //! - `support`: shared helpers (simulator start-up, the exporter process, bounded polling).
 
 mod em_client;
 mod em_fixtures;
 mod exporter;
+mod monitoring;
 mod support;

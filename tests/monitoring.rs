@@ -1,0 +1,189 @@
+//! Dashboards and alert rules are code: their structure is checked, every PromQL expression
+//! must parse, and every metric they use must be one the exporter really exposes (as recorded
+//! in the golden scrape, which the exporter tests keep in step with the binary).
+
+use std::collections::{BTreeSet, HashSet};
+
+use promql_parser::parser::{self, Expr};
+use serde_json::Value;
+
+fn read(path: &str) -> String {
+    let full = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+}
+
+/// Metric names a query may use: the exporter's families (with histogram series suffixes) and
+/// the series Prometheus itself adds.
+fn exposed() -> HashSet<String> {
+    let mut names: HashSet<String> = ["up", "ALERTS", "ALERTS_FOR_STATE"].iter().map(|s| s.to_string()).collect();
+    for line in read("tests/golden/metrics.txt").lines() {
+        let Some(rest) = line.strip_prefix("# TYPE ") else { continue };
+        let (name, kind) = rest.split_once(' ').unwrap();
+        names.insert(name.to_owned());
+        if kind == "histogram" {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                names.insert(format!("{name}{suffix}"));
+            }
+        }
+    }
+    names
+}
+
+/// Grafana's interval variables become plain durations; `$job` and friends sit inside string
+/// literals and parse as they are.
+fn substitute(expr: &str) -> String {
+    expr.replace("$__rate_interval", "5m").replace("$__interval", "1m").replace("$__range", "1h")
+}
+
+fn metric_names(expr: &Expr, out: &mut BTreeSet<String>) {
+    match expr {
+        Expr::Aggregate(a) => {
+            metric_names(&a.expr, out);
+            if let Some(p) = &a.param {
+                metric_names(p, out);
+            }
+        }
+        Expr::Unary(u) => metric_names(&u.expr, out),
+        Expr::Binary(b) => {
+            metric_names(&b.lhs, out);
+            metric_names(&b.rhs, out);
+        }
+        Expr::Paren(p) => metric_names(&p.expr, out),
+        Expr::Subquery(s) => metric_names(&s.expr, out),
+        Expr::VectorSelector(v) => {
+            out.insert(v.name.clone().expect("every selector names its metric"));
+        }
+        Expr::MatrixSelector(m) => {
+            out.insert(m.vs.name.clone().expect("every selector names its metric"));
+        }
+        Expr::Call(c) => c.args.args.iter().for_each(|a| metric_names(a, out)),
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
+}
+
+/// Parses `expr` and checks its metrics; returns them.
+fn check_expr(what: &str, expr: &str, exposed: &HashSet<String>) -> BTreeSet<String> {
+    let parsed = parser::parse(&substitute(expr)).unwrap_or_else(|e| panic!("{what}: {expr:?} does not parse: {e}"));
+    let mut names = BTreeSet::new();
+    metric_names(&parsed, &mut names);
+    assert!(!names.is_empty(), "{what}: {expr:?} uses no metric");
+    for name in &names {
+        assert!(exposed.contains(name), "{what}: {name} is not a metric the exporter exposes");
+    }
+    names
+}
+
+fn is_datasource_variable(v: &Value) -> bool {
+    v.get("uid").and_then(Value::as_str) == Some("${datasource}")
+}
+
+#[test]
+fn dashboard_structure_queries_and_metrics() {
+    let exposed = exposed();
+    let dashboard: Value = serde_json::from_str(&read("dashboards/veeam-restore-health.json")).unwrap();
+    assert_eq!(dashboard["uid"], "veeam-restore-health", "a stable uid keeps URLs stable");
+    assert!(dashboard["schemaVersion"].is_u64());
+    assert!(dashboard["id"].is_null(), "Grafana assigns the id");
+    assert!(dashboard.get("__inputs").is_none(), "provisioning does not resolve __inputs");
+
+    let variables = dashboard["templating"]["list"].as_array().unwrap();
+    let names: Vec<&str> = variables.iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["datasource", "job", "target", "probe"]);
+    assert_eq!(variables[0]["type"], "datasource");
+    assert_eq!(variables[0]["query"], "prometheus");
+    for v in &variables[1..] {
+        assert!(is_datasource_variable(&v["datasource"]), "variable {} uses $datasource", v["name"]);
+        let query = v["query"]["query"].as_str().unwrap();
+        let inner = query.strip_prefix("label_values(").and_then(|q| q.rsplit_once(',')).map(|(sel, _)| sel).unwrap();
+        check_expr(&format!("variable {}", v["name"]), inner, &exposed);
+    }
+
+    let mut used = BTreeSet::new();
+    let mut boxes: Vec<(String, u64, u64, u64, u64)> = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        let title = panel["title"].as_str().unwrap().to_owned();
+        let grid = &panel["gridPos"];
+        let (x, y, w, h) = (
+            grid["x"].as_u64().unwrap(),
+            grid["y"].as_u64().unwrap(),
+            grid["w"].as_u64().unwrap(),
+            grid["h"].as_u64().unwrap(),
+        );
+        assert!(x + w <= 24, "{title}: wider than the grid");
+        for (other, ox, oy, ow, oh) in &boxes {
+            let overlap = x < ox + ow && ox < &(x + w) && y < oy + oh && oy < &(y + h);
+            assert!(!overlap, "{title} overlaps {other}");
+        }
+        boxes.push((title.clone(), x, y, w, h));
+        if panel["type"] == "row" {
+            continue;
+        }
+        assert!(panel["description"].as_str().is_some_and(|d| d.ends_with('.')), "{title}: needs a description");
+        assert!(is_datasource_variable(&panel["datasource"]), "{title}: panel datasource must be ${{datasource}}");
+        let unit = panel["fieldConfig"]["defaults"]["unit"].as_str().unwrap_or("");
+        assert!(!unit.is_empty(), "{title}: every panel has a unit");
+        let targets = panel["targets"].as_array().unwrap();
+        assert!(!targets.is_empty(), "{title}: no query");
+        for t in targets {
+            assert!(is_datasource_variable(&t["datasource"]), "{title}: target datasource must be ${{datasource}}");
+            let expr = t["expr"].as_str().unwrap();
+            if expr.contains("veeam_em_") {
+                assert!(expr.contains("target=~\"$target\""), "{title}: {expr} ignores $target");
+            }
+            used.extend(check_expr(&title, expr, &exposed));
+        }
+    }
+    for a in dashboard["annotations"]["list"].as_array().unwrap().iter().filter(|a| a.get("expr").is_some()) {
+        check_expr("annotation", a["expr"].as_str().unwrap(), &exposed);
+    }
+    // The list of what the dashboard must show.
+    for metric in [
+        "veeam_em_probe_success",
+        "veeam_em_probe_last_success_timestamp_seconds",
+        "veeam_em_probe_phase_duration_seconds_bucket",
+        "veeam_em_tasks_total",
+        "veeam_em_restore_session_progress_ratio",
+        "veeam_em_restore_point_creation_timestamp_seconds",
+        "veeam_em_orphaned_mounts",
+        "veeam_em_up",
+        "veeam_em_api_requests_total",
+        "veeam_em_api_request_duration_seconds_bucket",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(used.contains(metric), "the dashboard does not show {metric}");
+    }
+}
+
+#[test]
+fn alert_rules_follow_the_conventions_and_use_real_metrics() {
+    let exposed = exposed();
+    let rules: serde_norway::Value = serde_norway::from_str(&read("alerts/veeam-restore-exporter.rules.yml")).unwrap();
+    let runbook = read("docs/runbook.md");
+    let readme = read("README.md");
+    let mut count = 0;
+    for group in rules["groups"].as_sequence().unwrap() {
+        for rule in group["rules"].as_sequence().unwrap() {
+            let name = rule["alert"].as_str().expect("alerting rules only");
+            count += 1;
+            assert!(name.starts_with("VeeamRestore") && !name.contains(char::is_whitespace), "{name}");
+            let severity = rule["labels"]["severity"].as_str().unwrap();
+            assert!(["critical", "warning", "info"].contains(&severity), "{name}: severity {severity}");
+            let annotations = &rule["annotations"];
+            let summary = annotations["summary"].as_str().unwrap();
+            assert!(summary.ends_with('.') && summary.starts_with(char::is_uppercase), "{name}: summary is a sentence");
+            assert!(annotations["description"].as_str().is_some(), "{name}: description");
+            let runbook_url = annotations["runbook_url"].as_str().unwrap();
+            assert!(runbook_url.ends_with(&format!("#{}", name.to_lowercase())), "{name}: runbook_url anchor");
+            assert!(runbook.contains(&format!("## {name}\n")), "{name}: docs/runbook.md has no section");
+            assert!(readme.contains(&format!("`{name}`")), "{name}: README does not list it");
+            let for_ = rule["for"].as_str().unwrap_or("0m");
+            let for_ = humantime::parse_duration(for_).unwrap();
+            assert!(
+                for_ >= std::time::Duration::from_secs(600),
+                "{name}: for: {for_:?} is too short to ride out one bad run"
+            );
+            check_expr(name, rule["expr"].as_str().unwrap(), &exposed);
+        }
+    }
+    assert!(count >= 12, "{count} alerts");
+}
