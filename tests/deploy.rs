@@ -1,0 +1,161 @@
+//! Deployment files: the Kubernetes manifests parse and hold the invariants the exporter relies
+//! on, the PrometheusRule is the alerts file, and the compose stack is wired consistently.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_norway::Value;
+
+fn read(path: &str) -> String {
+    let full = format!("{}/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+}
+
+/// Every document of every manifest in deploy/kubernetes, with its file name.
+fn manifests() -> Vec<(String, Value)> {
+    let dir = format!("{}/deploy/kubernetes", env!("CARGO_MANIFEST_DIR"));
+    let mut docs = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    for path in files.into_iter().filter(|p| p.extension().is_some_and(|e| e == "yaml")) {
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in serde_norway::Deserializer::from_str(&text) {
+            let value = Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            docs.push((path.file_name().unwrap().to_string_lossy().into_owned(), value));
+        }
+    }
+    docs
+}
+
+use serde::Deserialize;
+
+fn kind<'a>(docs: &'a [(String, Value)], kind: &str) -> &'a Value {
+    let found: Vec<_> = docs.iter().filter(|(_, d)| d["kind"].as_str() == Some(kind)).collect();
+    assert_eq!(found.len(), 1, "exactly one {kind}");
+    &found[0].1
+}
+
+fn flag<'a>(args: &'a [Value], name: &str) -> Option<&'a str> {
+    args.iter().filter_map(Value::as_str).find_map(|a| a.strip_prefix(&format!("{name}=")))
+}
+
+#[test]
+fn kubernetes_manifests_hold_the_invariants() {
+    let docs = manifests();
+    let kustomization = kind(&docs, "Kustomization");
+    let listed: Vec<&str> =
+        kustomization["resources"].as_sequence().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    for (file, doc) in &docs {
+        if doc["kind"] != "Kustomization" {
+            assert!(listed.contains(&file.as_str()), "{file} is not in the kustomization");
+        }
+    }
+
+    let sts = kind(&docs, "StatefulSet");
+    assert_eq!(sts["spec"]["replicas"].as_u64(), Some(1), "never two replicas probing the same EM");
+    let pod = &sts["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"].as_bool(), Some(false));
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    let containers = pod["containers"].as_sequence().unwrap();
+    assert_eq!(containers.len(), 1);
+    let c = &containers[0];
+    let args = c["args"].as_sequence().unwrap();
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true));
+    assert_eq!(sc["allowPrivilegeEscalation"].as_bool(), Some(false));
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/-/healthy");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/-/ready");
+
+    let mounts = c["volumeMounts"].as_sequence().unwrap();
+    let mount_of = |volume: &str| {
+        mounts
+            .iter()
+            .find(|m| m["name"] == volume)
+            .and_then(|m| m["mountPath"].as_str())
+            .unwrap_or_else(|| panic!("no mount of {volume}"))
+    };
+    // State on a PersistentVolumeClaim, where --storage.path points.
+    let claims = sts["spec"]["volumeClaimTemplates"].as_sequence().unwrap();
+    let claim = claims[0]["metadata"]["name"].as_str().unwrap();
+    assert_eq!(flag(args, "--storage.path"), Some(mount_of(claim)), "--storage.path is the persistent volume");
+
+    // The password comes from the Secret, mounted as a file, and the config reads that file.
+    let volumes = pod["volumes"].as_sequence().unwrap();
+    let secret_volume = volumes.iter().find(|v| v.get("secret").is_some()).expect("a Secret volume");
+    let secret_name = secret_volume["secret"]["secretName"].as_str().unwrap();
+    let secret = kind(&docs, "Secret");
+    assert_eq!(secret["metadata"]["name"], secret_name);
+    let secret_dir = mount_of(secret_volume["name"].as_str().unwrap());
+    let configmap = kind(&docs, "ConfigMap");
+    let config_text = configmap["data"]["config.yml"].as_str().unwrap();
+    let config = veeam_restore_exporter::config::parse(config_text, Path::new("/etc/veeam-restore-exporter"))
+        .unwrap_or_else(|e| panic!("the ConfigMap's config is invalid: {e}"));
+    assert_eq!(flag(args, "--config.file"), Some(mount_of("config")), "--config.file is the ConfigMap");
+    for target in &config.targets {
+        match &target.password {
+            veeam_restore_exporter::config::PasswordSource::File(path) => {
+                assert!(
+                    path.starts_with(secret_dir),
+                    "{}: password_file {} is not in the Secret mount",
+                    target.name,
+                    path.display()
+                )
+            }
+            other => panic!("{}: password must come from the Secret file, not {other:?}", target.name),
+        }
+    }
+
+    // The kubelet must wait longer than the exporter's own shutdown, which must cover unmounts.
+    let grace = humantime::parse_duration(flag(args, "--shutdown.grace-period").expect("grace period set")).unwrap();
+    let termination = Duration::from_secs(pod["terminationGracePeriodSeconds"].as_u64().unwrap());
+    assert!(
+        termination > grace,
+        "terminationGracePeriodSeconds {termination:?} must exceed --shutdown.grace-period {grace:?}"
+    );
+    for target in &config.targets {
+        for probe in &target.probes {
+            assert!(probe.steps.unmount <= grace, "{}: unmount timeout exceeds the grace period", probe.name);
+        }
+    }
+
+    // Service, ServiceMonitor and pod agree on labels and port names.
+    let pod_labels = &sts["spec"]["template"]["metadata"]["labels"];
+    let service = kind(&docs, "Service");
+    for (k, v) in service["spec"]["selector"].as_mapping().unwrap() {
+        assert_eq!(&pod_labels[k.as_str().unwrap()], v, "Service selects the pod");
+    }
+    let port = service["spec"]["ports"][0]["name"].as_str().unwrap();
+    assert!(c["ports"].as_sequence().unwrap().iter().any(|p| p["name"] == port));
+    let monitor = kind(&docs, "ServiceMonitor");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], port);
+    assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+    for (k, v) in monitor["spec"]["selector"]["matchLabels"].as_mapping().unwrap() {
+        assert_eq!(&service["metadata"]["labels"][k.as_str().unwrap()], v, "ServiceMonitor selects the Service");
+    }
+}
+
+#[test]
+fn prometheus_rule_is_the_alerts_file() {
+    let docs = manifests();
+    let rule = kind(&docs, "PrometheusRule");
+    let alerts: Value = serde_norway::from_str(&read("alerts/veeam-restore-exporter.rules.yml")).unwrap();
+    assert_eq!(rule["spec"]["groups"], alerts["groups"], "deploy/kubernetes/prometheusrule.yaml differs from alerts/");
+}
+
+#[test]
+fn compose_stack_is_wired_consistently() {
+    let compose: Value = serde_norway::from_str(&read("deploy/compose/compose.yaml")).unwrap();
+    let services = compose["services"].as_mapping().unwrap();
+    for name in ["em-sim", "exporter", "prometheus", "grafana"] {
+        assert!(services.contains_key(name), "compose lacks {name}");
+    }
+    let config: veeam_restore_exporter::config::Config = veeam_restore_exporter::config::parse(
+        &read("deploy/compose/config.yml"),
+        Path::new("/etc/veeam-restore-exporter"),
+    )
+    .unwrap();
+    assert!(config.targets[0].url.as_str().starts_with("http://em-sim:"), "the exporter probes the simulator service");
+    let prometheus = read("deploy/compose/prometheus.yml");
+    assert!(prometheus.contains("exporter:9731"), "Prometheus scrapes the exporter service");
+    assert!(prometheus.contains("job_name: veeam-restore-exporter"), "the job name the up-rules expect");
+}
