@@ -274,7 +274,7 @@ impl Metrics {
                 self.probe_runs.with_label_values(&[target, probe, kind]);
                 self.probe_interval.with_label_values(&[target, probe, kind]).set(p.interval.as_secs_f64());
                 self.probe_timeout.with_label_values(&[target, probe, kind]).set(p.timeout.as_secs_f64());
-                for reason in crate::probe::FAILURE_REASONS {
+                for reason in crate::probe::failure_reasons() {
                     self.probe_failures.with_label_values(&[target, probe, kind, reason]);
                 }
                 if let ProbeKind::FileRestore { mode: RestoreMode::Catalog, .. } = p.kind {
@@ -332,7 +332,7 @@ impl Metrics {
                     let _ = vec.remove_label_values(&[target, probe, kind]);
                 }
                 let _ = self.probe_runs.remove_label_values(&[target, probe, kind]);
-                for reason in crate::probe::FAILURE_REASONS {
+                for reason in crate::probe::failure_reasons() {
                     let _ = self.probe_failures.remove_label_values(&[target, probe, kind, reason]);
                 }
                 for result in RESTORE_RESULTS {

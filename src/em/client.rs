@@ -179,6 +179,19 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// One request as the client sends it.
+struct Call<'a> {
+    method: Method,
+    url: Url,
+    endpoint: Endpoint,
+    token: Option<&'a Secret>,
+    body: Option<(Vec<u8>, &'static str)>,
+    /// Exactly one media type.
+    accept: &'a str,
+    /// Responses larger than this fail with [`Error::TooLarge`].
+    cap: usize,
+}
+
 /// A logged-on session: the token, the logon-session id, and a client to use them with.
 ///
 /// Mounts and tasks belong to the logon session that created them; keep this value for as long
@@ -310,24 +323,16 @@ impl Client {
         token: Option<&Secret>,
         body: Option<(Vec<u8>, &'static str)>,
     ) -> Result<(HeaderMap, Bytes)> {
-        let cap = self.inner.config.max_body_bytes;
-        let accept = self.inner.config.format.media_type();
-        self.send_with(method, url, endpoint, token, body, accept, cap).await
+        let config = &self.inner.config;
+        let accept = config.format.media_type();
+        self.call(Call { method, url, endpoint, token, body, accept, cap: config.max_body_bytes }).await
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn send_with(
-        &self,
-        method: Method,
-        url: Url,
-        endpoint: Endpoint,
-        token: Option<&Secret>,
-        body: Option<(Vec<u8>, &'static str)>,
-        accept: &str,
-        cap: usize,
-    ) -> Result<(HeaderMap, Bytes)> {
+    /// Sends one request and tells the observer about it.
+    async fn call(&self, call: Call<'_>) -> Result<(HeaderMap, Bytes)> {
         let started = Instant::now();
-        let result = self.exchange(method, url, endpoint, token, body, accept, cap).await;
+        let endpoint = call.endpoint;
+        let result = self.exchange(call).await;
         if let Some(observer) = &self.inner.observer {
             let status = match &result {
                 Ok((status, _, _)) => Some(*status),
@@ -339,17 +344,8 @@ impl Client {
     }
 
     /// One request/response. Errors carry the HTTP status when one was received.
-    #[allow(clippy::too_many_arguments)]
-    async fn exchange(
-        &self,
-        method: Method,
-        url: Url,
-        endpoint: Endpoint,
-        token: Option<&Secret>,
-        body: Option<(Vec<u8>, &'static str)>,
-        accept: &str,
-        cap: usize,
-    ) -> std::result::Result<(u16, HeaderMap, Bytes), (Option<u16>, Error)> {
+    async fn exchange(&self, call: Call<'_>) -> std::result::Result<(u16, HeaderMap, Bytes), (Option<u16>, Error)> {
+        let Call { method, url, endpoint, token, body, accept, cap } = call;
         let config = &self.inner.config;
         // Exactly one Accept value: a list broke XML POSTs on some EM versions (em-api.md §1.3).
         let mut request = self.inner.http.request(method.clone(), url).header(ACCEPT, accept);
@@ -611,10 +607,17 @@ impl Session {
     /// Downloads a restored file from a task's `Download` link, failing past `max_bytes`.
     pub async fn download(&self, href: &str, max_bytes: usize) -> Result<Bytes> {
         let url = self.client.resolve(href)?;
-        let (_, body) = self
-            .client
-            .send_with(Method::GET, url, Endpoint::Download, Some(&self.token), None, "*/*", max_bytes)
-            .await?;
+        let call = Call {
+            method: Method::GET,
+            url,
+            endpoint: Endpoint::Download,
+            token: Some(&self.token),
+            body: None,
+            // The file, not an EM representation: any media type.
+            accept: "*/*",
+            cap: max_bytes,
+        };
+        let (_, body) = self.client.call(call).await?;
         Ok(body)
     }
 

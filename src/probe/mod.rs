@@ -23,20 +23,8 @@ use crate::em::{self, Mount, OsKind, PointKind, RestorePoint, Session, Task};
 use crate::ledger::{Ledger, MountRecord};
 use crate::metrics::{Metrics, unix_seconds};
 
-/// Every value [`ProbeError::reason`] can return.
-pub const FAILURE_REASONS: &[&str] = &[
-    "logon_failed",
-    "session_expired",
-    "forbidden",
-    "not_found",
-    "rejected",
-    "server_error",
-    "timeout",
-    "transport",
-    "decode",
-    "too_large",
-    "task_failed",
-    "config",
+/// Reasons only a probe run produces; the client's own come from [`em::Error::REASONS`].
+const PROBE_REASONS: &[&str] = &[
     "step_timeout",
     "no_restore_point",
     "empty_mount",
@@ -46,6 +34,11 @@ pub const FAILURE_REASONS: &[&str] = &[
     "cancelled",
     "state_error",
 ];
+
+/// Every value [`ProbeError::reason`] can return (a run's failure may be the client's).
+pub fn failure_reasons() -> impl Iterator<Item = &'static str> {
+    em::Error::REASONS.iter().chain(PROBE_REASONS).copied()
+}
 
 /// Why a probe run failed. [`ProbeError::reason`] is the bounded label value.
 #[derive(Debug, thiserror::Error)]

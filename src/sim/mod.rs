@@ -35,7 +35,7 @@ pub use world::{
 
 use crate::em::{Endpoint, Format, OsKind, PointKind, SESSION_HEADER};
 use render::{Body, El};
-use world::{SimError, World};
+use world::{MountKey, SimError, World};
 
 /// How to start a simulator.
 #[derive(Clone, Debug)]
@@ -358,6 +358,15 @@ fn point_kind(collection: &str) -> Result<PointKind, SimError> {
     }
 }
 
+fn mount_key<'a>(
+    session: &'a str,
+    collection: &str,
+    point_id: &'a str,
+    mount_id: &'a str,
+) -> Result<MountKey<'a>, SimError> {
+    Ok(MountKey { session, kind: point_kind(collection)?, point_id, mount_id })
+}
+
 // ---- API handlers -----------------------------------------------------------------------------
 
 async fn not_found(headers: HeaderMap) -> Response {
@@ -483,7 +492,7 @@ async fn get_mount(
     headers: HeaderMap,
     Path((coll, pid, mid)): Path<(String, String, String)>,
 ) -> Response {
-    authed(&sim, &headers, StatusCode::OK, |w, s, _| w.mount(s, point_kind(&coll)?, &pid, &mid))
+    authed(&sim, &headers, StatusCode::OK, |w, s, _| w.mount(&mount_key(s, &coll, &pid, &mid)?))
 }
 
 async fn delete_mount(
@@ -491,7 +500,7 @@ async fn delete_mount(
     headers: HeaderMap,
     Path((coll, pid, mid)): Path<(String, String, String)>,
 ) -> Response {
-    authed_no_content(&sim, &headers, |w, s| w.delete_mount(s, point_kind(&coll)?, &pid, &mid))
+    authed_no_content(&sim, &headers, |w, s| w.delete_mount(&mount_key(s, &coll, &pid, &mid)?))
 }
 
 async fn browse_or_download(
@@ -508,13 +517,13 @@ async fn browse_or_download(
         world.tick(now);
         let result = world
             .authenticate(token_of(&headers).as_deref(), now)
-            .and_then(|s| world.download(&s, point_kind(&coll)?, &pid, &mid, &path));
+            .and_then(|s| world.download(&mount_key(&s, &coll, &pid, &mid)?, &path));
         return match result {
             Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
             Err(e) => error_response(e, format),
         };
     }
-    authed(&sim, &headers, StatusCode::OK, |w, s, _| w.browse(s, point_kind(&coll)?, &pid, &mid, &path, &action))
+    authed(&sim, &headers, StatusCode::OK, |w, s, _| w.browse(&mount_key(s, &coll, &pid, &mid)?, &path, &action))
 }
 
 async fn file_restore(
@@ -536,7 +545,8 @@ async fn file_restore(
                 message: "FileRestoreSpec needs ToOriginalLocation or ForDirectDownload".into(),
             });
         }
-        w.start_file_restore(s, point_kind(&coll)?, &pid, &mid, &path, text.contains("ForDirectDownload"), &faults, now)
+        let key = mount_key(s, &coll, &pid, &mid)?;
+        w.start_file_restore(&key, &path, text.contains("ForDirectDownload"), &faults, now)
     })
 }
 

@@ -172,6 +172,15 @@ pub struct RestoredFile {
     pub path: String,
 }
 
+/// One mount as a request addresses it (`/{collection}/{point}/mounts/{mount}`), and the logon
+/// session asking: mounts are visible only to the session that created them.
+pub(crate) struct MountKey<'a> {
+    pub session: &'a str,
+    pub kind: PointKind,
+    pub point_id: &'a str,
+    pub mount_id: &'a str,
+}
+
 /// An HTTP-level failure: status plus EM `Error` message.
 #[derive(Debug)]
 pub(crate) struct SimError {
@@ -818,7 +827,8 @@ impl World {
         Ok(self.create_task(session, "MountRestorePoint", effect, faults, now))
     }
 
-    fn own_mount(&self, session: &str, kind: PointKind, point_id: &str, mount_id: &str) -> Result<usize, SimError> {
+    fn own_mount(&self, key: &MountKey<'_>) -> Result<usize, SimError> {
+        let MountKey { session, kind, point_id, mount_id } = *key;
         // Mounts of other logon sessions are "inaccessible" (em-api.md §4.3); the status EM uses
         // is undocumented (§8 q1). We answer 404 with an Error body.
         self.mounts
@@ -854,8 +864,8 @@ impl World {
             .list("FSRoots", roots)
     }
 
-    pub(crate) fn mount(&self, session: &str, kind: PointKind, point_id: &str, mount_id: &str) -> Reply {
-        let i = self.own_mount(session, kind, point_id, mount_id)?;
+    pub(crate) fn mount(&self, key: &MountKey<'_>) -> Reply {
+        let i = self.own_mount(key)?;
         Ok(Body::Entity(self.mount_entity(&self.mounts[i])))
     }
 
@@ -876,14 +886,8 @@ impl World {
         Ok(Body::Collection { plural: plural.into(), items })
     }
 
-    pub(crate) fn delete_mount(
-        &mut self,
-        session: &str,
-        kind: PointKind,
-        point_id: &str,
-        mount_id: &str,
-    ) -> Result<(), SimError> {
-        let i = self.own_mount(session, kind, point_id, mount_id)?;
+    pub(crate) fn delete_mount(&mut self, key: &MountKey<'_>) -> Result<(), SimError> {
+        let i = self.own_mount(key)?;
         let mount = self.mounts.remove(i);
         if let Some(rs) = self.restore_sessions.iter_mut().find(|r| r.id == mount.restore_session) {
             rs.kind = RestoreKind::Mount { ended: Some(SystemTime::now()) };
@@ -891,30 +895,16 @@ impl World {
         Ok(())
     }
 
-    fn mount_vm(
-        &self,
-        session: &str,
-        kind: PointKind,
-        point_id: &str,
-        mount_id: &str,
-    ) -> Result<(String, &VmSpec), SimError> {
-        let i = self.own_mount(session, kind, point_id, mount_id)?;
+    fn mount_vm(&self, key: &MountKey<'_>) -> Result<(String, &VmSpec), SimError> {
+        let i = self.own_mount(key)?;
         let m = &self.mounts[i];
-        let href = format!("{}/{}/{}/mounts/{}", self.base, kind.collection(), point_id, mount_id);
+        let href = format!("{}/{}/{}/mounts/{}", self.base, key.kind.collection(), key.point_id, key.mount_id);
         Ok((href, self.inventory.vm(&m.vm).expect("mounts belong to known VMs")))
     }
 
     /// `GET …/mounts/{id}/{path}?action=listAll|listDirs|listFiles`.
-    pub(crate) fn browse(
-        &self,
-        session: &str,
-        kind: PointKind,
-        point_id: &str,
-        mount_id: &str,
-        path: &str,
-        action: &str,
-    ) -> Reply {
-        let (mount_href, vm) = self.mount_vm(session, kind, point_id, mount_id)?;
+    pub(crate) fn browse(&self, key: &MountKey<'_>, path: &str, action: &str) -> Reply {
+        let (mount_href, vm) = self.mount_vm(key)?;
         let listing = vm.list(path).ok_or_else(|| err(404, format!("Path {path} not found")))?;
         let dir_href = |name: &str| {
             let mut parts: Vec<String> = path.split('/').filter(|s| !s.is_empty()).map(seg).collect();
@@ -965,19 +955,15 @@ impl World {
         ))
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start_file_restore(
         &mut self,
-        session: &str,
-        kind: PointKind,
-        point_id: &str,
-        mount_id: &str,
+        key: &MountKey<'_>,
         path: &str,
         for_download: bool,
         faults: &[FaultKind],
         now: Instant,
     ) -> Reply {
-        let (mount_href, vm) = self.mount_vm(session, kind, point_id, mount_id)?;
+        let (mount_href, vm) = self.mount_vm(key)?;
         if !for_download {
             return Err(err(501, "Only ForDirectDownload restores are simulated"));
         }
@@ -985,19 +971,12 @@ impl World {
             return Err(err(404, format!("File {path} not found")));
         }
         let effect = Effect::DownloadRestore { mount_href, path: path.to_owned() };
-        Ok(self.create_task(session, "FileRestoreFromMountPoint", effect, faults, now))
+        Ok(self.create_task(key.session, "FileRestoreFromMountPoint", effect, faults, now))
     }
 
     /// `GET …/mounts/{id}/{path}?action=download`: the file's bytes.
-    pub(crate) fn download(
-        &self,
-        session: &str,
-        kind: PointKind,
-        point_id: &str,
-        mount_id: &str,
-        path: &str,
-    ) -> Result<Vec<u8>, SimError> {
-        let (_, vm) = self.mount_vm(session, kind, point_id, mount_id)?;
+    pub(crate) fn download(&self, key: &MountKey<'_>, path: &str) -> Result<Vec<u8>, SimError> {
+        let (_, vm) = self.mount_vm(key)?;
         vm.file(path).map(|c| c.as_bytes().to_vec()).ok_or_else(|| err(404, format!("File {path} not found")))
     }
 
