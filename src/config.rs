@@ -340,6 +340,11 @@ fn check_target(t: RawTarget, at: &str, base_dir: &Path, errors: &mut Vec<String
     let before = errors.len();
     check_label(&t.name, &format!("{at}.name"), errors);
     let url = match reqwest::Url::parse(&t.url) {
+        // Credentials in the URL would end up on the landing page and in logs.
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            errors.push(format!("{at}.url: must not contain credentials; use username and password_file"));
+            None
+        }
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
         Ok(_) => {
             errors.push(format!("{at}.url: {:?} must be an http(s) URL with a host", t.url));
@@ -584,6 +589,12 @@ targets:
     password_env: P
     probes:
       - { name: "bad name", kind: mount, vm: v, interval: 1m, intervall: 2m }
+  - name: em-leaky
+    url: https://svc:hunter2@em:9398/api/
+    username: svc
+    password_env: P
+    probes:
+      - { name: m, kind: mount, vm: v, interval: 1m }
 "#;
         let errors = parse(bad, Path::new("/")).unwrap_err().0;
         let expected = [
@@ -595,7 +606,9 @@ targets:
             "targets[0] (em-prod).probes[2] (f).path: required for file_restore",
             "targets[1] (em-prod).name: duplicate target name",
             "targets[1] (em-prod).probes[0] (bad name): unknown field `intervall`",
+            "targets[2] (em-leaky).url: must not contain credentials",
         ];
+        assert!(!errors.iter().any(|e| e.contains("hunter2")), "errors never echo a password: {errors:#?}");
         for e in expected {
             assert!(errors.iter().any(|x| x.starts_with(e)), "missing {e:?} in {errors:#?}");
         }

@@ -3,7 +3,9 @@
 //! A *generation* is the set of loops for one loaded configuration. A reload stops the old
 //! generation from scheduling new runs (its runs in progress finish, unmount included) and
 //! starts a new one. A per-probe lock that outlives generations keeps a probe from ever
-//! overlapping itself, even across a reload. Scrapes never trigger runs.
+//! overlapping itself, even across a reload, and per-target state that outlives generations
+//! keeps the new configuration's cleanup away from the old one's mounts in flight. Scrapes never
+//! trigger runs.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,7 +20,7 @@ use crate::history::History;
 use crate::ledger::Ledger;
 use crate::metrics::{Metrics, unix_seconds};
 use crate::probe::{Run, RunReport};
-use crate::target::TargetRuntime;
+use crate::target::{TargetRuntime, TargetState};
 
 /// State shared by all generations.
 pub struct Shared {
@@ -28,6 +30,7 @@ pub struct Shared {
     /// Fires once, when the process shuts down: runs skip optional work and unmount.
     pub shutdown: CancellationToken,
     probe_locks: Mutex<HashMap<ProbeKey, Arc<tokio::sync::Mutex<()>>>>,
+    targets: Mutex<HashMap<String, Arc<TargetState>>>,
 }
 
 /// `(target name, probe name)`.
@@ -35,7 +38,19 @@ type ProbeKey = (String, String);
 
 impl Shared {
     pub fn new(metrics: Arc<Metrics>, history: Arc<History>, ledger: Ledger) -> Shared {
-        Shared { metrics, history, ledger, shutdown: CancellationToken::new(), probe_locks: Mutex::default() }
+        Shared {
+            metrics,
+            history,
+            ledger,
+            shutdown: CancellationToken::new(),
+            probe_locks: Mutex::default(),
+            targets: Mutex::default(),
+        }
+    }
+
+    fn target_state(&self, target: &str) -> Arc<TargetState> {
+        let mut states = self.targets.lock().unwrap_or_else(|p| p.into_inner());
+        states.entry(target.to_owned()).or_default().clone()
     }
 
     fn probe_lock(&self, target: &str, probe: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -58,7 +73,8 @@ impl Generation {
         let mut targets = Vec::new();
         let mut index = 0u32;
         for t in &config.targets {
-            let runtime = Arc::new(TargetRuntime::new(t.clone(), shared.metrics.clone(), shared.ledger.clone()));
+            let state = shared.target_state(&t.name);
+            let runtime = Arc::new(TargetRuntime::new(t.clone(), shared.metrics.clone(), shared.ledger.clone(), state));
             loops.push(tokio::spawn(keeper(runtime.clone(), stop.clone())));
             for probe in &t.probes {
                 // Staggered first runs: soon after start, not all at once.
@@ -145,7 +161,7 @@ async fn run_once(target: &TargetRuntime, probe: &Probe, shared: &Shared) -> Run
                 probe,
                 &shared.metrics,
                 &shared.ledger,
-                &target.in_flight,
+                target.in_flight(),
                 &shared.shutdown,
             )
             .execute()

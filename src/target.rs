@@ -20,10 +20,18 @@ use crate::secret::Secret;
 pub struct TargetRuntime {
     pub config: Target,
     pub permits: Semaphore,
-    pub in_flight: InFlight,
     pub metrics: Arc<Metrics>,
     pub ledger: Ledger,
+    /// Shared with the runtimes of the same target in other configuration generations.
+    pub state: Arc<TargetState>,
     session: Mutex<Option<Session>>,
+}
+
+/// What must outlive a configuration reload for one target name: a run started under the old
+/// configuration may still be mid-mount while the new configuration's cleanup runs.
+#[derive(Default)]
+pub struct TargetState {
+    pub in_flight: InFlight,
     cleanup_lock: Mutex<()>,
 }
 
@@ -36,16 +44,19 @@ enum Cleanup {
 }
 
 impl TargetRuntime {
-    pub fn new(config: Target, metrics: Arc<Metrics>, ledger: Ledger) -> TargetRuntime {
+    pub fn new(config: Target, metrics: Arc<Metrics>, ledger: Ledger, state: Arc<TargetState>) -> TargetRuntime {
         TargetRuntime {
             permits: Semaphore::new(config.max_concurrent_probes),
             config,
-            in_flight: InFlight::default(),
             metrics,
             ledger,
+            state,
             session: Mutex::new(None),
-            cleanup_lock: Mutex::new(()),
         }
+    }
+
+    pub fn in_flight(&self) -> &InFlight {
+        &self.state.in_flight
     }
 
     fn name(&self) -> &str {
@@ -127,7 +138,7 @@ impl TargetRuntime {
     /// Logs off, if no run still holds a mount (after log-off its mounts could not be deleted).
     pub async fn logoff(&self) {
         let Some(session) = self.session.lock().await.take() else { return };
-        if !self.in_flight.is_idle() {
+        if !self.in_flight().is_idle() {
             tracing::warn!(
                 target_name = self.name(),
                 "not logging off: a mount is still in progress; its record stays for the next start"
@@ -143,11 +154,11 @@ impl TargetRuntime {
     /// Deletes every mount earlier runs left behind that can still be reached, reports the rest,
     /// and sweeps the current session for mounts no running probe owns.
     pub async fn cleanup(&self) {
-        let _one_at_a_time = self.cleanup_lock.lock().await;
+        let _one_at_a_time = self.state.cleanup_lock.lock().await;
         let current = self.session.lock().await.clone();
         let (mut retrying, mut unresolved) = (0, 0);
         for record in self.ledger.records(self.name()) {
-            if self.in_flight.has_record(&record.id) {
+            if self.in_flight().has_record(&record.id) {
                 continue;
             }
             let outcome = match self.clean_record(&record, current.as_ref()).await {
@@ -213,7 +224,7 @@ impl TargetRuntime {
         }
         // A run in progress may hold a mount it has not registered yet: listing-and-deleting in
         // the current session waits until no run is in flight.
-        if is_current && !self.in_flight.is_idle() {
+        if is_current && !self.in_flight().is_idle() {
             return Cleanup::Retry("probe runs in progress on this session".into());
         }
         let mounts = match session.mounts_at(&r.point_mounts_href, r.point_kind).await {
@@ -265,12 +276,12 @@ impl TargetRuntime {
     /// running probe owns (e.g. from a mount task that finished after its step timed out).
     /// Only while no run is in flight: a run may hold a mount it has not registered yet.
     async fn sweep(&self, session: &Session) {
-        if !self.in_flight.is_idle() {
+        if !self.in_flight().is_idle() {
             return;
         }
-        for (kind, href) in self.in_flight.points() {
+        for (kind, href) in self.in_flight().points() {
             let Ok(mounts) = session.mounts_at(&href, kind).await else { continue };
-            for m in mounts.iter().filter(|m| !self.in_flight.has_mount(&m.href)) {
+            for m in mounts.iter().filter(|m| !self.in_flight().has_mount(&m.href)) {
                 match session.delete_mount(m.delete_href()).await {
                     Ok(()) => {
                         tracing::info!(target_name = self.name(), "deleted a stray mount no probe owns");

@@ -416,3 +416,31 @@ async fn reload_keeps_the_old_config_on_error_and_applies_a_good_one() {
     assert!(value(&m, "veeam_em_probe_runs_total", &[("probe", "mount")]).is_none(), "removed probe's series are gone");
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_during_a_mount_leaves_the_running_probe_alone() {
+    let sim = start_sim().await;
+    sim.add_fault(fault(Endpoint::MountBrowse, FaultKind::Latency { ms: 3_000 }, Some(1)));
+    let setup = Setup::new(&sim.api_url, &mount("1h"));
+    let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    eventually(Duration::from_secs(20), "the first mount", || async { (sim.state().mounts.len() == 1).then_some(()) })
+        .await;
+
+    // The new configuration's cleanup runs while the old configuration's run holds its mount.
+    let second = "      - { name: mount-b, kind: mount, vm: canary-win01, interval: 1h }\n";
+    setup.write_config(&sim.api_url, &format!("{}{second}", mount("1h")));
+    exporter.signal("HUP");
+    exporter.wait_metric("veeam_em_probe_success", &[("probe", "mount-b")], |v| v == 1.0).await;
+    exporter.wait_metric("veeam_em_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
+    let m = exporter.metrics().await;
+    assert_eq!(
+        value(&m, "veeam_em_probe_failures_total", &[("probe", "mount"), ("reason", "unmount_failed")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&m, "veeam_em_orphaned_mounts_cleaned_total", &[("target", "sim")]),
+        Some(0.0),
+        "nothing was an orphan"
+    );
+    sim.shutdown().await;
+}
