@@ -19,19 +19,8 @@ const DEFAULT_DOWNLOAD_CAP: usize = 64 << 20;
 pub(super) async fn catalog(run: &mut Run<'_>, path: &str) -> Result<Option<String>, Failure> {
     let point = run.lookup(PointKind::Backup).await?;
     let session = run.session;
-    let started = Instant::now();
-    let deadline = run.deadline(run.probe.steps.restore);
-    let task = session
-        .start_catalog_restore(&run.probe.vm, &point.id, path)
-        .await
-        .map_err(|source| ProbeError::Em { phase: "restore", source });
-    let task = match task {
-        Ok(task) => run.wait_task(task, "RestoreFile", "restore", deadline, true).await,
-        Err(e) => Err(e),
-    };
-    run.record_phase("restore", started.elapsed());
-    let task = task?;
-    run.forget_task(&task).await;
+    let start = session.start_catalog_restore(&run.probe.vm, &point.id, path);
+    let task = restore_step(run, "RestoreFile", start).await?;
     let href = task.related().map(|l| l.href.clone()).ok_or(ProbeError::Em {
         phase: "restore",
         source: crate::em::Error::Decode("RestoreFile task has no Related restore session".into()),
@@ -40,6 +29,25 @@ pub(super) async fn catalog(run: &mut Run<'_>, path: &str) -> Result<Option<Stri
     let result = follow_restore_session(run, &href).await;
     run.record_phase("restore_session", started.elapsed());
     Ok(result?)
+}
+
+/// The `restore` phase: starts a restore task and waits for it to finish. A shutdown ends the
+/// wait: the restore needs no cleanup of its own (a mount, if any, is the caller's).
+async fn restore_step(
+    run: &mut Run<'_>,
+    operation: &'static str,
+    start: impl Future<Output = crate::em::Result<crate::em::Task>>,
+) -> Result<crate::em::Task, ProbeError> {
+    let started = Instant::now();
+    let deadline = run.deadline(run.probe.steps.restore);
+    let task = match start.await {
+        Ok(task) => run.wait_task(task, operation, "restore", deadline, true).await,
+        Err(source) => Err(ProbeError::Em { phase: "restore", source }),
+    };
+    run.record_phase("restore", started.elapsed());
+    let task = task?;
+    run.forget_task(&task).await;
+    Ok(task)
 }
 
 /// Follows a restore session to `Stopped`, exporting its progress as it goes.
@@ -118,15 +126,7 @@ async fn fetch(
         return Err(ProbeError::Cancelled("restore"));
     }
     let session = run.session;
-    let started = Instant::now();
-    let deadline = run.deadline(run.probe.steps.restore);
-    let task = match session.start_download_restore(mount, path).await {
-        Ok(task) => run.wait_task(task, "FileRestoreFromMountPoint", "restore", deadline, true).await,
-        Err(source) => Err(ProbeError::Em { phase: "restore", source }),
-    };
-    run.record_phase("restore", started.elapsed());
-    let task = task?;
-    run.forget_task(&task).await;
+    let task = restore_step(run, "FileRestoreFromMountPoint", session.start_download_restore(mount, path)).await?;
     let href = task.download().map(|l| l.href.clone()).ok_or(ProbeError::Em {
         phase: "restore",
         source: crate::em::Error::Decode("FileRestoreFromMountPoint task has no Download link".into()),
