@@ -250,7 +250,13 @@ async fn request_faults_map_to_typed_errors() {
             }
         }
     }
-    assert!(sim.state().mounts.is_empty(), "no faulted request mounted anything");
+    // A refused request created nothing, but a garbled or cut answer does not mean nothing
+    // happened: EM handled those POSTs (the reason probes keep the mount record on such errors).
+    // Two formats × (malformed, reset) = four mounts, once their tasks have run.
+    eventually(Duration::from_secs(10), "the mounts of the damaged answers", || async {
+        (sim.state().mounts.len() == 4).then_some(())
+    })
+    .await;
     sim.shutdown().await;
 }
 
