@@ -478,23 +478,31 @@ impl World {
             let task = &mut self.tasks[i];
             let effect = task.effect.take();
             let session = task.session.clone();
+            // Effects happen when the task stops running, not when someone next looks.
+            let at = task.created + running;
             let outcome = match (&task.fail, effect) {
                 (Some(message), _) => (Vec::new(), message.clone()),
                 (None, None) => (Vec::new(), "Ok".to_owned()),
-                (None, Some(effect)) => self.apply(effect, &session, now),
+                (None, Some(effect)) => self.apply(effect, &session, at, now),
             };
             self.tasks[i].outcome = Some(outcome);
         }
     }
 
-    fn apply(&mut self, effect: Effect, session: &str, now: Instant) -> (Vec<super::render::Link>, String) {
+    fn apply(
+        &mut self,
+        effect: Effect,
+        session: &str,
+        at: Instant,
+        now: Instant,
+    ) -> (Vec<super::render::Link>, String) {
         match effect {
             Effect::Mount { kind, point_id } => {
                 let Some(point) = self.inventory.point(kind, &point_id).cloned() else {
                     return (Vec::new(), "Restore point no longer exists".into());
                 };
                 let id = self.mounts.iter().filter(|m| m.point_id == point_id).map(|m| m.id).max().unwrap_or(0) + 1;
-                let rs = self.new_restore_session(point.clone(), RestoreKind::Mount { ended: None }, now);
+                let rs = self.new_restore_session(point.clone(), RestoreKind::Mount { ended: None }, at, now);
                 self.mounts.push(SimMount {
                     kind,
                     point_id: point_id.clone(),
@@ -518,7 +526,7 @@ impl World {
                     duration: self.timings.restore_duration,
                     result: result.unwrap_or_else(|| "Success".into()),
                 };
-                let rs = self.new_restore_session(point, kind, now);
+                let rs = self.new_restore_session(point, kind, at, now);
                 self.restored_files.push(RestoredFile { vm, path });
                 let mut related = link(
                     "Related",
@@ -536,14 +544,15 @@ impl World {
         }
     }
 
-    fn new_restore_session(&mut self, point: Point, kind: RestoreKind, now: Instant) -> String {
+    /// A restore session that started at `at` (which may be before `now`).
+    fn new_restore_session(&mut self, point: Point, kind: RestoreKind, at: Instant, now: Instant) -> String {
         let id = uuid::Uuid::new_v4().to_string();
         self.restore_sessions.push(SimRestoreSession {
             id: id.clone(),
             vm: point.vm.clone(),
             point,
-            created: now,
-            created_wall: SystemTime::now(),
+            created: at,
+            created_wall: SystemTime::now() - now.saturating_duration_since(at),
             kind,
         });
         id
