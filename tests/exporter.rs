@@ -447,3 +447,44 @@ async fn reload_during_a_mount_leaves_the_running_probe_alone() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_never_appear_in_logs_metrics_or_pages() {
+    const PASSWORD: &str = "Pw-7f3a9c-Secret";
+    let inventory =
+        veeam_restore_exporter::sim::DEFAULT_INVENTORY.replace("password: canary", &format!("password: {PASSWORD}"));
+    let config = veeam_restore_exporter::sim::SimConfig {
+        inventory: Some(inventory),
+        timings: crate::support::fast_timings(),
+        ..Default::default()
+    };
+    let sim = veeam_restore_exporter::sim::start(config).await.unwrap();
+    let probes = format!("{}{}", mount("1s"), download("1s", &good_sha(), ""));
+    let setup = Setup::with_password(&sim.api_url, &probes, PASSWORD);
+    let mut exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    exporter.wait_metric("veeam_em_probe_success", &[("probe", "file")], |v| v == 1.0).await;
+    sim.expire_sessions();
+    exporter.wait_metric("veeam_em_logons_total", &[("target", "sim")], |v| v >= 2.0).await;
+
+    // Real EM tokens (and the simulator's) are base64 of the session id.
+    let tokens: Vec<String> = sim
+        .state()
+        .sessions
+        .iter()
+        .map(|s| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s.id.as_bytes()))
+        .collect();
+    assert!(tokens.len() >= 2);
+    let page = reqwest::get(exporter.url("/")).await.unwrap().text().await.unwrap();
+    let metrics = exporter.metrics().await;
+    exporter.signal("TERM");
+    exporter.wait_exit(Duration::from_secs(30)).await;
+    let logs = exporter.logs();
+    assert!(logs.contains("level=debug") || logs.contains("logged on"), "debug logging was on");
+    for (what, text) in [("logs", &logs), ("metrics", &metrics), ("landing page", &page)] {
+        assert!(!text.contains(PASSWORD), "the password appears in the {what}");
+        for token in &tokens {
+            assert!(!text.contains(token.as_str()), "a session token appears in the {what}");
+        }
+    }
+    sim.shutdown().await;
+}

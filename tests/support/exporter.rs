@@ -18,8 +18,12 @@ pub struct Setup {
 impl Setup {
     /// `probes` is YAML for the probe list, indented for the `probes:` key of one target.
     pub fn new(api_url: &str, probes: &str) -> Setup {
+        Setup::with_password(api_url, probes, "canary")
+    }
+
+    pub fn with_password(api_url: &str, probes: &str, password: &str) -> Setup {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("password"), "canary\n").unwrap();
+        std::fs::write(dir.path().join("password"), format!("{password}\n")).unwrap();
         let setup = Setup { dir };
         setup.write_config(api_url, probes);
         setup
