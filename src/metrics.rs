@@ -340,7 +340,7 @@ impl Metrics {
                 }
                 let _ = self.restore_progress.remove_label_values(&[target, probe]);
                 let _ = self.point_creation.remove_label_values(&[target, probe]);
-                for phase in ["lookup", "mount", "browse", "restore", "restore_session", "download", "unmount"] {
+                for phase in phases(&p.kind) {
                     let _ = self.phase_duration.remove_label_values(&[target, probe, phase]);
                     let _ = self.phase_last_duration.remove_label_values(&[target, probe, phase]);
                 }
