@@ -94,7 +94,7 @@ async fn follow_restore_session(run: &mut Run<'_>, href: &str) -> Result<Option<
             _ = tokio::time::sleep(delay.min(deadline - now)) => {}
             _ = run.shutdown.cancelled() => return Err(ProbeError::Cancelled("restore_session")),
         }
-        delay = (delay * 3 / 2).min(run.target.poll_max);
+        delay = run.next_poll_delay(delay);
     }
 }
 

@@ -278,7 +278,7 @@ impl<'a> Run<'a> {
             } else {
                 tokio::time::sleep(pause).await;
             }
-            delay = (delay * 3 / 2).min(self.target.poll_max);
+            delay = self.next_poll_delay(delay);
             polls.inc();
             match self.session.task(&task.href).await {
                 Ok(t) => task = t,
@@ -292,6 +292,11 @@ impl<'a> Run<'a> {
                 }
             }
         }
+    }
+
+    /// Polling backs off ×1.5 per poll, up to the target's `poll_max`.
+    fn next_poll_delay(&self, delay: Duration) -> Duration {
+        (delay * 3 / 2).min(self.target.poll_max)
     }
 
     fn step_timeout_of(&self, phase: &str) -> Duration {
