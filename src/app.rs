@@ -200,7 +200,8 @@ pub async fn run(mut flags: Flags) -> ExitCode {
         let result = reload(&config_file, &state, &metrics);
         if let Ok(new) = &result {
             let old = std::mem::replace(&mut generation, Generation::start(new, &shared));
-            retiring.push(tokio::spawn(old.finish()));
+            let still_configured: Vec<String> = new.targets.iter().map(|t| t.name.clone()).collect();
+            retiring.push(tokio::spawn(async move { old.finish(&still_configured).await }));
         }
         if let Some(reply) = reply {
             let _ = reply.send(result.map(drop));
@@ -210,10 +211,11 @@ pub async fn run(mut flags: Flags) -> ExitCode {
     tracing::info!(grace_period = ?flags.grace_period, "Shutting down: stopping probes, unmounting, logging off");
     shared.shutdown.cancel();
     let drain = async {
-        generation.finish().await;
+        // Runs of retiring generations finish first: they may share the sessions logged off last.
         for r in retiring {
             let _ = r.await;
         }
+        generation.finish(&[]).await;
     };
     if tokio::time::timeout(flags.grace_period, drain).await.is_err() {
         tracing::warn!("grace period over with probes still running; their mount records stay for the next start");

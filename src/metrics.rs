@@ -25,7 +25,7 @@ pub const PHASE_BUCKETS: &[f64] = &[0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 const API_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 /// Task operations the probes start, with the results a task can have.
-pub const TASK_OPERATIONS: &[&str] = &["MountRestorePoint", "FileRestoreFromMountPoint", "RestoreFile"];
+pub const TASK_OPERATIONS: &[&str] = &["MountRestorePoint", "FileRestoreFromMountPoint", "BrowseVM", "RestoreFile"];
 pub const TASK_RESULTS: &[&str] = &["success", "failed", "timeout"];
 pub const RESTORE_RESULTS: &[&str] = &["success", "warning", "failed", "unknown"];
 pub const ORPHAN_STATES: &[&str] = &["retrying", "unresolved"];
@@ -34,7 +34,9 @@ pub const ORPHAN_STATES: &[&str] = &["retrying", "unresolved"];
 pub fn phases(kind: &ProbeKind) -> &'static [&'static str] {
     match kind {
         ProbeKind::Mount { .. } => &["lookup", "mount", "browse", "unmount"],
-        ProbeKind::FileRestore { mode: RestoreMode::Catalog, .. } => &["lookup", "restore", "restore_session"],
+        ProbeKind::FileRestore { mode: RestoreMode::Catalog, .. } => {
+            &["lookup", "browse", "restore", "restore_session"]
+        }
         ProbeKind::FileRestore { mode: RestoreMode::Download, .. } => {
             &["lookup", "mount", "restore", "download", "unmount"]
         }
@@ -63,6 +65,8 @@ pub struct Metrics {
     pub orphans_cleaned: IntCounterVec,
     pub logons: IntCounterVec,
     pub logon_failures: IntCounterVec,
+    pub logon_backoff: GaugeVec,
+    pub logoffs: IntCounterVec,
     pub api_requests: IntCounterVec,
     pub api_duration: HistogramVec,
     pub reload_success: IntGauge,
@@ -202,6 +206,20 @@ impl Metrics {
                 opts("veeam_em_logon_failures_total", "Failed logon attempts, by reason."),
                 &["target", "reason"]
             )),
+            logon_backoff: reg!(GaugeVec::new(
+                opts(
+                    "veeam_em_logon_backoff_seconds",
+                    "Wait imposed after the last refused logon before the next attempt (0 after a successful logon); protects the account from lockout."
+                ),
+                t
+            )),
+            logoffs: reg!(IntCounterVec::new(
+                opts(
+                    "veeam_em_logoffs_total",
+                    "Logon sessions logged off: at shutdown, and sessions an earlier process left open."
+                ),
+                t
+            )),
             api_requests: reg!(IntCounterVec::new(
                 opts(
                     "veeam_em_api_requests_total",
@@ -256,6 +274,8 @@ impl Metrics {
             let target = t.name.as_str();
             self.em_up.with_label_values(&[target]);
             self.logons.with_label_values(&[target]);
+            self.logoffs.with_label_values(&[target]);
+            self.logon_backoff.with_label_values(&[target]);
             for reason in crate::em::Error::REASONS {
                 self.logon_failures.with_label_values(&[target, reason]);
             }
@@ -297,6 +317,8 @@ impl Metrics {
             if new.is_none() {
                 let _ = self.em_up.remove_label_values(&[target]);
                 let _ = self.logons.remove_label_values(&[target]);
+                let _ = self.logoffs.remove_label_values(&[target]);
+                let _ = self.logon_backoff.remove_label_values(&[target]);
                 let _ = self.orphans_cleaned.remove_label_values(&[target]);
                 for reason in crate::em::Error::REASONS {
                     let _ = self.logon_failures.remove_label_values(&[target, reason]);

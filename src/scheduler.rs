@@ -74,6 +74,8 @@ impl Generation {
         let mut index = 0u32;
         for t in &config.targets {
             let state = shared.target_state(&t.name);
+            // A reload is how an operator says "try again now", e.g. after fixing a password.
+            state.reset_backoff();
             let runtime = Arc::new(TargetRuntime::new(t.clone(), shared.metrics.clone(), shared.ledger.clone(), state));
             loops.push(tokio::spawn(keeper(runtime.clone(), stop.clone())));
             for probe in &t.probes {
@@ -93,13 +95,15 @@ impl Generation {
         Generation { stop, loops, targets }
     }
 
-    /// Stops scheduling, waits for runs in progress to finish (unmounts included), logs off.
-    pub async fn finish(self) {
+    /// Stops scheduling and waits for runs in progress to finish (unmounts included). Then logs
+    /// off the targets not named in `still_configured`: the others keep their session, which
+    /// the next generation shares.
+    pub async fn finish(self, still_configured: &[String]) {
         self.stop.cancel();
         for l in self.loops {
             let _ = l.await;
         }
-        for t in &self.targets {
+        for t in self.targets.iter().filter(|t| !still_configured.contains(&t.config.name)) {
             t.logoff().await;
         }
     }
@@ -150,30 +154,43 @@ async fn probe_loop(
     }
 }
 
+/// One run. When EM answers 401 before the run changed anything on EM (EM restarted, or the
+/// session expired between keep-alives), it logs on again once and starts over: nothing is at
+/// stake yet, so that is no failure. A 401 after a mount exists keeps the orphan handling.
 async fn run_once(target: &TargetRuntime, probe: &Probe, shared: &Shared) -> RunReport {
     target.cleanup().await;
     let started = std::time::Instant::now();
-    match target.session().await {
-        Ok(session) => {
-            Run::new(
-                &session,
-                &target.config,
-                probe,
-                &shared.metrics,
-                &shared.ledger,
-                target.in_flight(),
-                &shared.shutdown,
-            )
-            .execute()
-            .await
+    let mut logged_on_again = false;
+    loop {
+        let session = match target.session().await {
+            Ok(session) => session,
+            Err(e) => {
+                return RunReport {
+                    finished_at: std::time::SystemTime::now(),
+                    duration: started.elapsed(),
+                    phases: Vec::new(),
+                    outcome: Err((e.reason(), format!("logon: {e}"))),
+                    cleanup_error: None,
+                    session_lost_before_changes: false,
+                };
+            }
+        };
+        let run = Run::new(
+            &session,
+            &target.config,
+            probe,
+            &shared.metrics,
+            &shared.ledger,
+            target.in_flight(),
+            &shared.shutdown,
+        );
+        let report = run.execute().await;
+        if !report.session_lost_before_changes || logged_on_again {
+            return report;
         }
-        Err(e) => RunReport {
-            finished_at: std::time::SystemTime::now(),
-            duration: started.elapsed(),
-            phases: Vec::new(),
-            outcome: Err((e.reason(), format!("logon: {e}"))),
-            cleanup_error: None,
-        },
+        tracing::info!(target_name = %target.config.name, probe = %probe.name, "EM no longer knows the logon session; logging on again before the run changes anything");
+        target.invalidate(&session).await;
+        logged_on_again = true;
     }
 }
 
@@ -199,7 +216,14 @@ fn publish(shared: &Shared, target: &str, probe: &Probe, report: RunReport) {
         Err((reason, message)) => {
             m.probe_success.with_label_values(&labels).set(0);
             m.probe_failures.with_label_values(&[target, probe.name.as_str(), probe.kind.label(), reason]).inc();
-            tracing::warn!(target_name = target, probe = %probe.name, reason, err = %message, cleanup_err = report.cleanup_error.as_deref().unwrap_or(""), "probe failed");
+            match &report.cleanup_error {
+                Some(cleanup) => {
+                    tracing::warn!(target_name = target, probe = %probe.name, reason, err = %message, cleanup_err = %cleanup, "probe failed")
+                }
+                None => {
+                    tracing::warn!(target_name = target, probe = %probe.name, reason, err = %message, "probe failed")
+                }
+            }
         }
     }
     shared.history.record(target, &probe.name, report);

@@ -1,21 +1,33 @@
-//! One EM target at run time: its logon session, its concurrency limit, and orphan cleanup.
+//! One EM target at run time: its logon session, logon backoff, concurrency limit, and the
+//! cleanup of mounts and sessions that earlier runs or processes left behind.
 //!
 //! **Invariants:**
 //! - A probe run takes the current session when it starts and keeps it to the end, so a new
 //!   logon (after expiry) never happens in the middle of a mount; mounts belong to the session
 //!   that created them.
+//! - A session that still owns a recorded mount is never logged off: after log-off nobody could
+//!   delete the mount. Its records stay, with the token, for the next cleanup or the next start.
 //! - Cleanup never touches what a run in progress owns (see [`InFlight`]).
+//! - After a refused logon, the next attempt waits (exponential backoff), whatever the probe
+//!   schedules say: Active Directory locks accounts after a few bad passwords.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
+use rand::Rng;
+use sha2::Digest;
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::config::Target;
 use crate::em::{self, Client, ClientConfig, Session, TaskState};
-use crate::ledger::{Ledger, MountRecord};
+use crate::ledger::{Ledger, MountRecord, SessionRecord};
 use crate::metrics::{ApiObserver, Metrics};
 use crate::probe::InFlight;
 use crate::secret::Secret;
+
+/// First wait after a refused logon; it doubles per refusal up to [`BACKOFF_MAX`].
+const BACKOFF_FIRST: Duration = Duration::from_secs(30);
+const BACKOFF_MAX: Duration = Duration::from_secs(30 * 60);
 
 pub struct TargetRuntime {
     pub config: Target,
@@ -24,15 +36,39 @@ pub struct TargetRuntime {
     pub ledger: Ledger,
     /// Shared with the runtimes of the same target in other configuration generations.
     pub state: Arc<TargetState>,
-    session: Mutex<Option<Session>>,
 }
 
 /// What must outlive a configuration reload for one target name: a run started under the old
-/// configuration may still be mid-mount while the new configuration's cleanup runs.
+/// configuration may still be mid-mount while the new configuration's cleanup runs, and an
+/// unchanged target keeps its logon session.
 #[derive(Default)]
 pub struct TargetState {
     pub in_flight: InFlight,
     cleanup_lock: Mutex<()>,
+    session: Mutex<Option<CurrentSession>>,
+    backoff: std::sync::Mutex<Backoff>,
+}
+
+struct CurrentSession {
+    /// The client settings it was opened with; a reload that changes them opens a new one.
+    identity: String,
+    session: Session,
+}
+
+/// Refused logons in a row, and when the next attempt may go out.
+#[derive(Default)]
+struct Backoff {
+    refusals: u32,
+    until: Option<Instant>,
+    /// Hash of the password that was refused: a changed password is tried at once.
+    password: Option<[u8; 32]>,
+}
+
+impl TargetState {
+    /// Forgets the logon backoff, e.g. after a configuration reload.
+    pub fn reset_backoff(&self) {
+        *self.backoff.lock().unwrap_or_else(|p| p.into_inner()) = Backoff::default();
+    }
 }
 
 /// What became of one orphan record.
@@ -43,16 +79,25 @@ enum Cleanup {
     Unresolved,
 }
 
+/// A short, non-reversible reference to a logon session for logs: ids are secrets (the token
+/// is their base64), but operators need to tell sessions apart.
+pub fn session_ref(id: &str) -> String {
+    hex::encode(&sha2::Sha256::digest(id.as_bytes())[..4])
+}
+
+fn password_hash(password: &Secret) -> [u8; 32] {
+    sha2::Sha256::digest(password.expose().as_bytes()).into()
+}
+
+/// `BACKOFF_FIRST` doubled per earlier refusal, capped, moved by up to ±10%.
+fn backoff_after(refusals: u32) -> Duration {
+    let base = BACKOFF_FIRST.saturating_mul(1 << refusals.saturating_sub(1).min(16)).min(BACKOFF_MAX);
+    base.mul_f64(rand::rng().random_range(0.9..=1.1))
+}
+
 impl TargetRuntime {
     pub fn new(config: Target, metrics: Arc<Metrics>, ledger: Ledger, state: Arc<TargetState>) -> TargetRuntime {
-        TargetRuntime {
-            permits: Semaphore::new(config.max_concurrent_probes),
-            config,
-            metrics,
-            ledger,
-            state,
-            session: Mutex::new(None),
-        }
+        TargetRuntime { permits: Semaphore::new(config.max_concurrent_probes), config, metrics, ledger, state }
     }
 
     pub fn in_flight(&self) -> &InFlight {
@@ -61,6 +106,15 @@ impl TargetRuntime {
 
     fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// Everything the client is built from but the password.
+    fn identity(&self) -> String {
+        let c = &self.config;
+        format!(
+            "{} {} {:?} {:?} {} {:?}",
+            c.url, c.username, c.format, c.ca_file, c.insecure_skip_verify, c.request_timeout
+        )
     }
 
     fn client(&self, password: Secret) -> em::Result<Client> {
@@ -76,32 +130,80 @@ impl TargetRuntime {
 
     /// The current session, logging on first if there is none. Called only between probe runs.
     pub async fn session(&self) -> em::Result<Session> {
-        let mut current = self.session.lock().await;
-        if let Some(s) = &*current {
-            return Ok(s.clone());
+        let mut current = self.state.session.lock().await;
+        let identity = self.identity();
+        match current.take() {
+            Some(c) if c.identity == identity => {
+                let session = c.session.clone();
+                *current = Some(c);
+                return Ok(session);
+            }
+            Some(old) => {
+                tracing::info!(
+                    target_name = self.name(),
+                    "EM connection settings changed; opening a new logon session"
+                );
+                self.retire(old.session).await;
+            }
+            None => {}
         }
         let session = self.logon().await?;
-        *current = Some(session.clone());
+        *current = Some(CurrentSession { identity, session: session.clone() });
         Ok(session)
+    }
+
+    /// Drops `session` if it is still the current one, because EM no longer knows it (401).
+    pub async fn invalidate(&self, session: &Session) {
+        let mut current = self.state.session.lock().await;
+        if current.as_ref().is_some_and(|c| c.session.id() == session.id()) {
+            *current = None;
+        }
+        if !self.ledger.records(self.name()).iter().any(|r| r.session_id.expose() == session.id())
+            && let Err(e) = self.ledger.remove_session(session.id())
+        {
+            tracing::warn!(target_name = self.name(), err = %e, "cannot remove session record");
+        }
     }
 
     async fn logon(&self) -> em::Result<Session> {
         let name = self.name();
+        let password = match self.config.password.read() {
+            Ok(p) => p,
+            Err(e) => return Err(em::Error::Config(e)),
+        };
+        if let Some(wait) = self.backoff_left(&password) {
+            return Err(em::Error::LogonFailed {
+                message: format!(
+                    "EM refused the last logon; not retrying for another {}s so the account is not locked out \
+                     (a reload or a changed password file retries at once)",
+                    wait.as_secs()
+                ),
+            });
+        }
         self.metrics.logons.with_label_values(&[name]).inc();
-        let result = match self.config.password.read() {
-            Ok(password) => match self.client(password) {
-                Ok(client) => client.logon().await,
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(em::Error::Config(e)),
+        let result = match self.client(password.clone()) {
+            Ok(client) => client.logon().await,
+            Err(e) => Err(e),
         };
         match &result {
             Ok(s) => {
-                tracing::info!(target_name = name, session = s.id(), "logged on to EM");
+                tracing::info!(target_name = name, session_ref = session_ref(s.id()), "logged on to EM");
                 self.metrics.em_up.with_label_values(&[name]).set(1);
+                self.note_logon_accepted();
+                let record = SessionRecord {
+                    target: name.to_owned(),
+                    session_id: Secret::new(s.id()),
+                    token: s.token().clone(),
+                    created_at: SystemTime::now(),
+                };
+                if let Err(e) = self.ledger.save_session(&record) {
+                    tracing::error!(target_name = name, err = %e, "cannot record the logon session; after a crash it would stay open on EM");
+                }
             }
             Err(e) => {
-                tracing::warn!(target_name = name, reason = e.reason(), err = %e, "EM logon failed");
+                let refused = matches!(e, em::Error::LogonFailed { .. } | em::Error::Forbidden { .. });
+                let wait = if refused { Some(self.note_logon_refused(&password)) } else { None };
+                tracing::warn!(target_name = name, reason = e.reason(), err = %e, next_attempt_in = ?wait, "EM logon failed");
                 self.metrics.logon_failures.with_label_values(&[name, e.reason()]).inc();
                 self.metrics.em_up.with_label_values(&[name]).set(0);
             }
@@ -109,10 +211,36 @@ impl TargetRuntime {
         result
     }
 
+    /// How much longer logons must wait after a refusal, unless the password changed since.
+    fn backoff_left(&self, password: &Secret) -> Option<Duration> {
+        let backoff = self.state.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        let until = backoff.until?;
+        if backoff.password != Some(password_hash(password)) {
+            return None;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    }
+
+    fn note_logon_refused(&self, password: &Secret) -> Duration {
+        let mut backoff = self.state.backoff.lock().unwrap_or_else(|p| p.into_inner());
+        backoff.refusals += 1;
+        let wait = backoff_after(backoff.refusals);
+        backoff.until = Some(Instant::now() + wait);
+        backoff.password = Some(password_hash(password));
+        self.metrics.logon_backoff.with_label_values(&[self.name()]).set(wait.as_secs_f64());
+        wait
+    }
+
+    fn note_logon_accepted(&self) {
+        *self.state.backoff.lock().unwrap_or_else(|p| p.into_inner()) = Backoff::default();
+        self.metrics.logon_backoff.with_label_values(&[self.name()]).set(0.0);
+    }
+
     /// Keeps the session alive (EM expires it after 15 idle minutes) and refreshes `veeam_em_up`.
     /// An expired session is replaced here, between runs; runs in progress keep theirs.
     pub async fn keep_alive(&self) {
-        let current = self.session.lock().await.clone();
+        let current = self.state.session.lock().await.as_ref().map(|c| c.session.clone());
         let Some(session) = current else {
             let _ = self.session().await;
             return;
@@ -121,11 +249,7 @@ impl TargetRuntime {
             Ok(()) => self.metrics.em_up.with_label_values(&[self.name()]).set(1),
             Err(em::Error::SessionExpired { .. }) => {
                 tracing::info!(target_name = self.name(), "EM logon session expired; logging on again");
-                let mut slot = self.session.lock().await;
-                if slot.as_ref().is_some_and(|s| s.id() == session.id()) {
-                    *slot = None;
-                }
-                drop(slot);
+                self.invalidate(&session).await;
                 let _ = self.session().await;
             }
             Err(e) => {
@@ -135,27 +259,61 @@ impl TargetRuntime {
         }
     }
 
-    /// Logs off, if no run still holds a mount (after log-off its mounts could not be deleted).
+    /// Logs off at shutdown (or when the target is removed): first deletes every recorded mount
+    /// of the session; if one is still there, the session stays open and its records stay for
+    /// the next start, which can still reach the mount with the recorded token.
     pub async fn logoff(&self) {
-        let Some(session) = self.session.lock().await.take() else { return };
-        if !self.in_flight().is_idle() {
+        self.cleanup().await;
+        let Some(current) = self.state.session.lock().await.take() else { return };
+        self.retire(current.session).await;
+    }
+
+    /// Logs `session` off unless it still owns a mount (recorded, or of a run in progress).
+    async fn retire(&self, session: Session) {
+        let owned = self.ledger.records(self.name()).iter().filter(|r| r.session_id.expose() == session.id()).count();
+        if owned > 0 || !self.in_flight().is_idle() {
             tracing::warn!(
                 target_name = self.name(),
-                "not logging off: a mount is still in progress; its record stays for the next start"
+                session_ref = session_ref(session.id()),
+                mounts = owned,
+                "not logging off: the EM session still owns mounts that could not be deleted yet; their records stay \
+                 and the next start deletes them with the recorded session"
             );
             return;
         }
-        match session.logoff().await {
-            Ok(()) => tracing::info!(target_name = self.name(), "logged off from EM"),
-            Err(e) => tracing::warn!(target_name = self.name(), err = %e, "log-off failed"),
+        self.log_off(&session).await;
+    }
+
+    /// `DELETE /logonSessions/{id}`; the session record goes once EM no longer knows the session.
+    async fn log_off(&self, session: &Session) -> bool {
+        let gone = match session.logoff().await {
+            Ok(()) => {
+                tracing::info!(
+                    target_name = self.name(),
+                    session_ref = session_ref(session.id()),
+                    "logged off from EM"
+                );
+                self.metrics.logoffs.with_label_values(&[self.name()]).inc();
+                true
+            }
+            Err(em::Error::SessionExpired { .. } | em::Error::NotFound { .. }) => true,
+            Err(e) => {
+                tracing::warn!(target_name = self.name(), err = %e, "log-off failed");
+                false
+            }
+        };
+        if gone && let Err(e) = self.ledger.remove_session(session.id()) {
+            tracing::warn!(target_name = self.name(), err = %e, "cannot remove session record");
         }
+        gone
     }
 
     /// Deletes every mount earlier runs left behind that can still be reached, reports the rest,
-    /// and sweeps the current session for mounts no running probe owns.
+    /// sweeps the current session for mounts no running probe owns, and logs off sessions that
+    /// earlier processes left open once no record needs them.
     pub async fn cleanup(&self) {
         let _one_at_a_time = self.state.cleanup_lock.lock().await;
-        let current = self.session.lock().await.clone();
+        let current = self.state.session.lock().await.as_ref().map(|c| c.session.clone());
         let (mut retrying, mut unresolved) = (0, 0);
         for record in self.ledger.records(self.name()) {
             if self.in_flight().has_record(&record.id) {
@@ -181,9 +339,25 @@ impl TargetRuntime {
         if let Some(session) = &current {
             self.sweep(session).await;
         }
+        self.log_off_stale_sessions(current.as_ref()).await;
         let name = self.name();
         self.metrics.orphaned_mounts.with_label_values(&[name, "retrying"]).set(retrying);
         self.metrics.orphaned_mounts.with_label_values(&[name, "unresolved"]).set(unresolved);
+    }
+
+    /// Logs off recorded sessions that are not the current one and own no recorded mount: those
+    /// of a crashed earlier process, or retired ones whose mounts are gone now.
+    async fn log_off_stale_sessions(&self, current: Option<&Session>) {
+        let records = self.ledger.records(self.name());
+        for stale in self.ledger.sessions(self.name()) {
+            let id = stale.session_id.expose();
+            let needed = current.is_some_and(|s| s.id() == id) || records.iter().any(|r| r.session_id.expose() == id);
+            if needed || !self.in_flight().is_idle() {
+                continue;
+            }
+            let Ok(client) = self.client(Secret::new(String::new())) else { continue };
+            self.log_off(&client.resume(id, stale.token.clone())).await;
+        }
     }
 
     fn cleaned(&self) {
@@ -192,14 +366,15 @@ impl TargetRuntime {
 
     async fn clean_record(&self, r: &MountRecord, current: Option<&Session>) -> Cleanup {
         // Use the session that owns the mount: the current one, or the recorded token.
-        let session = match current.filter(|s| s.id() == r.session_id) {
+        let recorded = r.session_id.expose();
+        let is_current = current.is_some_and(|s| s.id() == recorded);
+        let session = match current.filter(|s| s.id() == recorded) {
             Some(s) => s.clone(),
             None => match self.client(Secret::new(String::new())) {
-                Ok(client) => client.resume(r.session_id.clone(), r.token.clone()),
+                Ok(client) => client.resume(recorded, r.token.clone()),
                 Err(e) => return Cleanup::Retry(e.to_string()),
             },
         };
-        let is_current = current.is_some_and(|s| s.id() == r.session_id);
         if let Some(href) = &r.mount_href {
             return match session.delete_mount(href).await {
                 Ok(()) | Err(em::Error::NotFound { .. }) => {
@@ -291,5 +466,30 @@ impl TargetRuntime {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_cap_with_jitter() {
+        let within = |d: Duration, base: u64| {
+            let (lo, hi) = (Duration::from_secs(base).mul_f64(0.9), Duration::from_secs(base).mul_f64(1.1));
+            assert!(d >= lo && d <= hi, "{d:?} not within 10% of {base}s");
+        };
+        within(backoff_after(1), 30);
+        within(backoff_after(2), 60);
+        within(backoff_after(3), 120);
+        within(backoff_after(7), 1800);
+        within(backoff_after(40), 1800);
+    }
+
+    #[test]
+    fn session_refs_do_not_reveal_the_id() {
+        let r = session_ref("8f20b44a-b96f-47c6-9a17-ba9d1c17a342");
+        assert_eq!(r.len(), 8);
+        assert!(!"8f20b44a-b96f-47c6-9a17-ba9d1c17a342".contains(&r));
     }
 }

@@ -80,6 +80,10 @@ async fn catalog_restore(format: Format) {
     let sim = start_sim().await;
     let session = client(&sim, format).logon().await.unwrap();
     let point = session.newest_point(PointKind::Backup, VM).await.unwrap().unwrap();
+    let browse = session.browse_catalog_point(VM, &point.id).await.unwrap();
+    assert_eq!(browse.operation, "BrowseVM");
+    let browse = finish(&session, &browse).await.into_outcome().unwrap();
+    assert!(browse.links.iter().any(|l| l.rel == "Down" && l.href.contains("/guestfs")), "{:?}", browse.links);
     let task = session.start_catalog_restore(VM, &point.id, r"C:\canary\sub dir\report 2026.txt").await.unwrap();
     assert_eq!(task.operation, "RestoreFile");
     let task = finish(&session, &task).await.into_outcome().unwrap();
@@ -110,6 +114,24 @@ async fn catalog_restore_xml() {
 #[tokio::test]
 async fn catalog_restore_json() {
     catalog_restore(Format::Json).await;
+}
+
+/// Documented: `guestfs` exists only after a browse, and (like everything) per logon session.
+#[tokio::test]
+async fn catalog_restore_needs_a_browse_in_the_same_session() {
+    let sim = start_sim().await;
+    let first = client(&sim, Format::Xml).logon().await.unwrap();
+    let point = first.newest_point(PointKind::Backup, VM).await.unwrap().unwrap();
+    let path = "C:/canary/canary.txt";
+    let refused = first.start_catalog_restore(VM, &point.id, path).await.unwrap_err();
+    assert_eq!(refused.reason(), "not_found", "{refused}");
+    let browse = first.browse_catalog_point(VM, &point.id).await.unwrap();
+    finish(&first, &browse).await.into_outcome().unwrap();
+    let second = client(&sim, Format::Xml).logon().await.unwrap();
+    let other = second.start_catalog_restore(VM, &point.id, path).await.unwrap_err();
+    assert_eq!(other.reason(), "not_found", "another session's browse does not count: {other}");
+    first.start_catalog_restore(VM, &point.id, path).await.expect("the browsing session may restore");
+    sim.shutdown().await;
 }
 
 async fn download(format: Format) {
@@ -305,6 +327,7 @@ async fn restore_session_results_failed_and_warning() {
     let sim = start_sim().await;
     let session = client(&sim, Format::Xml).logon().await.unwrap();
     let point = session.newest_point(PointKind::Backup, VM).await.unwrap().unwrap();
+    finish(&session, &session.browse_catalog_point(VM, &point.id).await.unwrap()).await;
     for (result, expected) in [("Failed", SessionResult::Failed), ("Warning", SessionResult::Warning)] {
         sim.add_fault(Fault {
             endpoint: Some(Endpoint::CatalogRestore),

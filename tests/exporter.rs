@@ -189,12 +189,17 @@ async fn stuck_mount_task_times_out_and_the_task_is_stopped() {
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_unmount_keeps_the_record_and_a_later_run_deletes_the_mount() {
     let sim = start_sim().await;
-    sim.add_fault(fault(Endpoint::MountDelete, FaultKind::Status { status: 503, message: None }, Some(1)));
-    let setup = Setup::new(&sim.api_url, &mount("2s"));
+    sim.add_fault(fault(Endpoint::MountDelete, FaultKind::Status { status: 503, message: None }, None));
+    let probe =
+        "      - { name: mount, kind: mount, vm: canary-win01, interval: 2s, step_timeouts: { unmount: 1s } }\n";
+    let setup = Setup::new(&sim.api_url, probe);
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
     exporter
-        .wait_metric("veeam_em_probe_failures_total", &[("probe", "mount"), ("reason", "unmount_failed")], |v| v == 1.0)
+        .wait_metric("veeam_em_probe_failures_total", &[("probe", "mount"), ("reason", "unmount_failed")], |v| v >= 1.0)
         .await;
+    let attempts = sim.requests().iter().filter(|r| r.endpoint == Some(Endpoint::MountDelete)).count();
+    assert!(attempts >= 2, "the unmount is retried within the run ({attempts} attempts)");
+    sim.clear_faults();
     exporter.wait_metric("veeam_em_orphaned_mounts_cleaned_total", &[("target", "sim")], |v| v >= 1.0).await;
     exporter.wait_metric("veeam_em_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
     // Mount 1 was the one whose unmount failed.

@@ -5,6 +5,8 @@
 //! - `deploy`: Kubernetes manifests and the compose stack hold their invariants.
 //! - `exporter`: the exporter binary against the simulator: probes, failures, crash recovery,
 //!   shutdown, reload, bad configuration.
+//! - `sessions`: the exporter binary's logon-session hygiene: unmount retries, never logging off
+//!   a session that owns a mount, re-logon after EM forgot the session, crash loops.
 //! - `monitoring`: dashboards and alert rules: structure, PromQL, only real metrics.
 //! - `support`: shared helpers (simulator start-up, the exporter process, bounded polling).
 
@@ -13,4 +15,5 @@ mod em_client;
 mod em_fixtures;
 mod exporter;
 mod monitoring;
+mod sessions;
 mod support;

@@ -56,6 +56,7 @@ pub enum Endpoint {
     MountDelete,
     FileRestore,
     Download,
+    CatalogBrowse,
     CatalogRestore,
     Task,
     TaskDelete,
@@ -76,6 +77,7 @@ impl Endpoint {
         Endpoint::MountDelete,
         Endpoint::FileRestore,
         Endpoint::Download,
+        Endpoint::CatalogBrowse,
         Endpoint::CatalogRestore,
         Endpoint::Task,
         Endpoint::TaskDelete,
@@ -96,6 +98,7 @@ impl Endpoint {
             Endpoint::MountDelete => "mount_delete",
             Endpoint::FileRestore => "file_restore",
             Endpoint::Download => "download",
+            Endpoint::CatalogBrowse => "catalog_browse",
             Endpoint::CatalogRestore => "catalog_restore",
             Endpoint::Task => "task",
             Endpoint::TaskDelete => "task_delete",
@@ -195,13 +198,19 @@ struct Call<'a> {
 /// A logged-on session: the token, the logon-session id, and a client to use them with.
 ///
 /// Mounts and tasks belong to the logon session that created them; keep this value for as long
-/// as they exist. `Debug` never prints the token.
-#[derive(Clone, Debug)]
+/// as they exist. `Debug` prints neither the token nor the id (the token is the id's base64).
+#[derive(Clone)]
 pub struct Session {
     client: Client,
     id: String,
     token: Secret,
     logoff_href: Option<String>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("client", &self.client).finish_non_exhaustive()
+    }
 }
 
 /// Characters escaped in a query value we build (filters). `=`, `;` and `,` are filter
@@ -621,17 +630,37 @@ impl Session {
         Ok(body)
     }
 
+    /// Opens a restore point's guest file system in the catalog
+    /// (`POST /catalog/vms/{vm}/vmRestorePoints/{id}?action=browse`). Returns the `BrowseVM` task.
+    ///
+    /// EM's `guestfs` resources "become available after" this call, so a catalog restore must
+    /// browse first, in the same logon session. The reference page says `200 OK`, the scenario
+    /// page shows `202` with a task already `Finished`: any 2xx is accepted, and the task is
+    /// returned as sent (it may need no polling). No DELETE is documented for a browse.
+    pub async fn browse_catalog_point(&self, vm: &str, point_id: &str) -> Result<Task> {
+        let url = with_query(self.catalog_point_url(vm, point_id)?, "action=browse");
+        let doc = self.post(url, Endpoint::CatalogBrowse, None).await?;
+        Task::decode(doc.root())
+    }
+
+    /// `…/catalog/vms/{vm}/vmRestorePoints/{id}`, each part one encoded path segment.
+    fn catalog_point_url(&self, vm: &str, point_id: &str) -> Result<Url> {
+        let mut url = self.client.url("catalog/vms")?;
+        url.path_segments_mut()
+            .map_err(|_| Error::Config("base URL cannot have a path".into()))?
+            .pop_if_empty()
+            .push(vm)
+            .push("vmRestorePoints")
+            .push(point_id);
+        Ok(url)
+    }
+
     /// Starts the catalog restore of one guest file **to its original location in the
     /// production VM** (`POST /catalog/vms/{vm}/vmRestorePoints/{id}/guestfs/{path}?action=restore`).
     /// Returns the `RestoreFile` task; its success only means "started".
     pub async fn start_catalog_restore(&self, vm: &str, point_id: &str, guest_path: &str) -> Result<Task> {
-        let mut url = self.client.url("catalog/vms")?;
-        {
-            let mut segments =
-                url.path_segments_mut().map_err(|_| Error::Config("base URL cannot have a path".into()))?;
-            segments.pop_if_empty().push(vm).push("vmRestorePoints").push(point_id).push("guestfs");
-        }
-        push_guest_path(&mut url, guest_path)?;
+        let mut url = self.catalog_point_url(vm, point_id)?;
+        push_guest_path(&mut url, &format!("guestfs/{guest_path}"))?;
         let url = with_query(url, "action=restore");
         let doc = self.post(url, Endpoint::CatalogRestore, None).await?;
         Task::decode(doc.root())
@@ -704,6 +733,6 @@ mod tests {
         let c = client("https://em:9398/api/");
         let s = c.resume("id-1", Secret::new("TOKEN123"));
         let printed = format!("{c:?} {s:?}");
-        assert!(!printed.contains("TOKEN123") && !printed.contains("\"p\""), "{printed}");
+        assert!(!printed.contains("TOKEN123") && !printed.contains("id-1") && !printed.contains("\"p\""), "{printed}");
     }
 }

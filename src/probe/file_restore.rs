@@ -19,8 +19,19 @@ const DEFAULT_DOWNLOAD_CAP: usize = 64 << 20;
 pub(super) async fn catalog(run: &mut Run<'_>, path: &str) -> Result<Option<String>, Failure> {
     let point = run.lookup(PointKind::Backup).await?;
     let session = run.session;
-    let start = session.start_catalog_restore(&run.probe.vm, &point.id, path);
-    let task = restore_step(run, "RestoreFile", start).await?;
+    let vm = run.probe.vm.clone();
+    if run.shutdown.is_cancelled() {
+        return Err(ProbeError::Cancelled("browse").into());
+    }
+    // The guestfs resources exist only after a browse of the point, in the same logon session.
+    let browse = session.browse_catalog_point(&vm, &point.id);
+    let browsed = run.task_step("browse", run.probe.steps.browse, "BrowseVM", browse).await?;
+    let start = session.start_catalog_restore(&vm, &point.id, path);
+    let restored = run.task_step("restore", run.probe.steps.restore, "RestoreFile", start).await;
+    // Deleted only now: whether deleting the browse task ends the browse is undocumented.
+    run.forget_task(&browsed).await;
+    let task = restored?;
+    run.forget_task(&task).await;
     let href = task.related().map(|l| l.href.clone()).ok_or(ProbeError::Em {
         phase: "restore",
         source: crate::em::Error::Decode("RestoreFile task has no Related restore session".into()),
@@ -29,25 +40,6 @@ pub(super) async fn catalog(run: &mut Run<'_>, path: &str) -> Result<Option<Stri
     let result = follow_restore_session(run, &href).await;
     run.record_phase("restore_session", started.elapsed());
     Ok(result?)
-}
-
-/// The `restore` phase: starts a restore task and waits for it to finish. A shutdown ends the
-/// wait: the restore needs no cleanup of its own (a mount, if any, is the caller's).
-async fn restore_step(
-    run: &mut Run<'_>,
-    operation: &'static str,
-    start: impl Future<Output = crate::em::Result<crate::em::Task>>,
-) -> Result<crate::em::Task, ProbeError> {
-    let started = Instant::now();
-    let deadline = run.deadline(run.probe.steps.restore);
-    let task = match start.await {
-        Ok(task) => run.wait_task(task, operation, "restore", deadline, true).await,
-        Err(source) => Err(ProbeError::Em { phase: "restore", source }),
-    };
-    run.record_phase("restore", started.elapsed());
-    let task = task?;
-    run.forget_task(&task).await;
-    Ok(task)
 }
 
 /// Follows a restore session to `Stopped`, exporting its progress as it goes.
@@ -126,7 +118,9 @@ async fn fetch(
         return Err(ProbeError::Cancelled("restore"));
     }
     let session = run.session;
-    let task = restore_step(run, "FileRestoreFromMountPoint", session.start_download_restore(mount, path)).await?;
+    let start = session.start_download_restore(mount, path);
+    let task = run.task_step("restore", run.probe.steps.restore, "FileRestoreFromMountPoint", start).await?;
+    run.forget_task(&task).await;
     let href = task.download().map(|l| l.href.clone()).ok_or(ProbeError::Em {
         phase: "restore",
         source: crate::em::Error::Decode("FileRestoreFromMountPoint task has no Download link".into()),

@@ -89,6 +89,9 @@ pub struct RunReport {
     pub outcome: Result<Option<String>, (&'static str, String)>,
     /// A cleanup problem that came after an earlier failure (the earlier one is the reason).
     pub cleanup_error: Option<String>,
+    /// EM answered 401 before the run asked it to change anything: logging on again and
+    /// starting over is safe.
+    pub session_lost_before_changes: bool,
 }
 
 /// What the probe runs of one target have in flight, so cleanup leaves it alone: their ledger
@@ -135,6 +138,8 @@ pub struct Run<'a> {
     pub shutdown: &'a CancellationToken,
     started: Instant,
     phases: Vec<(&'static str, Duration)>,
+    /// Set before the first request that may create something on EM (mount, browse, restore).
+    changed_em: bool,
 }
 
 /// A mount this run created and must delete.
@@ -164,6 +169,7 @@ impl<'a> Run<'a> {
             shutdown,
             started: Instant::now(),
             phases: Vec::new(),
+            changed_em: false,
         }
     }
 
@@ -178,6 +184,8 @@ impl<'a> Run<'a> {
                 file_restore::download(&mut self, &path, os_kind, expected_size, expected_sha256.as_deref()).await
             }
         };
+        let session_lost_before_changes = !self.changed_em
+            && matches!(&result, Err(Failure { first, .. }) if matches!(**first, ProbeError::Em { source: em::Error::SessionExpired { .. }, .. }));
         let (outcome, cleanup_error) = match result {
             Ok(note) => (Ok(note), None),
             Err(Failure { first, cleanup }) => {
@@ -190,6 +198,7 @@ impl<'a> Run<'a> {
             phases: self.phases,
             outcome,
             cleanup_error,
+            session_lost_before_changes,
         }
     }
 
@@ -238,6 +247,27 @@ impl<'a> Run<'a> {
             self.metrics.point_creation.with_label_values(&[target, probe]).set(unix_seconds(created));
         }
         Ok(point)
+    }
+
+    /// A step that starts an EM task and waits for it (browse, restore): its phase covers both.
+    /// A shutdown ends the wait; such tasks need no cleanup of their own (a mount, if any, is
+    /// the caller's). The finished task is returned for its links; deleting it is the caller's.
+    async fn task_step(
+        &mut self,
+        phase: &'static str,
+        step_timeout: Duration,
+        operation: &'static str,
+        start: impl Future<Output = em::Result<Task>>,
+    ) -> Result<Task, ProbeError> {
+        let started = Instant::now();
+        let deadline = self.deadline(step_timeout);
+        self.changed_em = true;
+        let task = match start.await {
+            Ok(task) => self.wait_task(task, operation, phase, deadline, true).await,
+            Err(source) => Err(ProbeError::Em { phase, source }),
+        };
+        self.record_phase(phase, started.elapsed());
+        task
     }
 
     /// Polls a task until `Finished`, backing off from `poll_initial` to `poll_max`.
@@ -303,6 +333,7 @@ impl<'a> Run<'a> {
         let s = &self.probe.steps;
         match phase {
             "mount" => s.mount,
+            "browse" => s.browse,
             "restore" => s.restore,
             "restore_session" => s.restore_session,
             _ => self.probe.timeout,
@@ -332,7 +363,7 @@ impl<'a> Run<'a> {
             target: self.target.name.clone(),
             probe: self.probe.name.clone(),
             vm: self.probe.vm.clone(),
-            session_id: self.session.id().to_owned(),
+            session_id: crate::secret::Secret::new(self.session.id()),
             token: self.session.token().clone(),
             point_kind: point.kind,
             point_id: point.id.clone(),
@@ -341,6 +372,7 @@ impl<'a> Run<'a> {
             mount_href: None,
             created_at: SystemTime::now(),
         };
+        self.changed_em = true;
         self.in_flight.with(|t| {
             t.records.insert(record.id.clone());
             t.points.insert((point.kind, point.mounts_href()));
@@ -410,21 +442,7 @@ impl<'a> Run<'a> {
     /// timeout, whatever happened before and even during shutdown.
     async fn unmount(&mut self, mounted: Mounted) -> Result<(), ProbeError> {
         let started = Instant::now();
-        let limit = self.probe.steps.unmount;
-        let session = self.session;
-        let href = mounted.mount.delete_href().to_owned();
-        let work = async {
-            session.delete_mount(&href).await.map_err(|e| format!("delete failed: {e}"))?;
-            let remaining = session.mounts(&mounted.point).await.map_err(|e| format!("cannot confirm: {e}"))?;
-            if remaining.iter().any(|m| m.href == mounted.mount.href) {
-                return Err("EM still lists the mount after deleting it".to_owned());
-            }
-            Ok(())
-        };
-        let result = match tokio::time::timeout(limit, work).await {
-            Ok(r) => r,
-            Err(_) => Err(format!("no confirmation within {limit:?}")),
-        };
+        let result = self.delete_and_confirm(&mounted, started + self.probe.steps.unmount).await;
         self.record_phase("unmount", started.elapsed());
         self.in_flight.with(|t| {
             t.mounts.remove(&mounted.mount.href);
@@ -439,6 +457,45 @@ impl<'a> Run<'a> {
                 tracing::error!(target_name = %self.target.name, probe = %self.probe.name, err = %e, "unmount failed; the mount stays recorded and will be retried");
                 Err(ProbeError::Unmount(e))
             }
+        }
+    }
+
+    /// `DELETE` the mount, then list the point's mounts to confirm it is gone. Transient
+    /// failures (5xx, timeouts, transport, garbled bodies, a mount still listed) are retried
+    /// with backoff until `deadline`; a 404 on `DELETE` means already gone (the listing
+    /// confirms it). Each attempt shows in `veeam_em_api_requests_total{endpoint="mount_delete"}`.
+    async fn delete_and_confirm(&self, mounted: &Mounted, deadline: Instant) -> Result<(), String> {
+        let session = self.session;
+        let href = mounted.mount.delete_href();
+        let attempt_once = async || -> em::Result<bool> {
+            match session.delete_mount(href).await {
+                Ok(()) | Err(em::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            let remaining = session.mounts(&mounted.point).await?;
+            Ok(remaining.iter().any(|m| m.href == mounted.mount.href))
+        };
+        let mut delay = self.target.poll_initial;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let problem = match tokio::time::timeout(left, attempt_once()).await {
+                Err(_) => return Err(format!("no confirmation within the unmount timeout ({attempt} attempts)")),
+                Ok(Ok(false)) => return Ok(()),
+                Ok(Ok(true)) => "EM still lists the mount after deleting it".to_owned(),
+                // Only the owning session can delete the mount; retrying cannot help.
+                Ok(Err(e @ (em::Error::SessionExpired { .. } | em::Error::Forbidden { .. }))) => {
+                    return Err(format!("delete failed: {e}"));
+                }
+                Ok(Err(e)) => e.to_string(),
+            };
+            if Instant::now() + delay >= deadline {
+                return Err(format!("{problem} (gave up after {attempt} attempts)"));
+            }
+            tracing::warn!(target_name = %self.target.name, probe = %self.probe.name, attempt, err = %problem, "unmount attempt failed; retrying");
+            tokio::time::sleep(delay).await;
+            delay = self.next_poll_delay(delay);
         }
     }
 }

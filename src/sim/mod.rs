@@ -33,8 +33,22 @@ pub use world::{
     Fault, FaultKind, LoggedRequest, MountView, RestoreSessionView, RestoredFile, SessionView, StateView, Timings,
 };
 
-use crate::em::{Endpoint, Format, OsKind, PointKind, SESSION_HEADER};
+// Only plain enums are shared with the client. Paths, type names, header names and media types
+// are the simulator's own reading of the documentation, so a typo in the client cannot be
+// mirrored here and hidden from the tests.
+use crate::em::{Endpoint, Format, OsKind, PointKind};
 use render::{Body, El};
+
+/// The session token header (EM REST docs, "Authentication and Security").
+const TOKEN_HEADER: &str = "X-RestSvcSessionId";
+
+/// The `Content-Type` of each response format.
+fn media_type(format: Format) -> &'static str {
+    match format {
+        Format::Xml => "application/xml",
+        Format::Json => "application/json",
+    }
+}
 use world::{MountKey, SimError, World};
 
 /// How to start a simulator.
@@ -174,6 +188,7 @@ fn router(sim: Sim) -> Router {
         .route("/api/query", get(query))
         .route("/api/tasks/{id}", get(get_task).delete(delete_task))
         .route("/api/restoreSessions/{id}", get(get_restore_session))
+        .route("/api/catalog/vms/{vm}/vmRestorePoints/{pid}", post(catalog_browse))
         .route("/api/catalog/vms/{vm}/vmRestorePoints/{pid}/guestfs/{*path}", post(catalog_restore))
         .route("/api/{coll}/{pid}", get(get_point))
         .route("/api/{coll}/{pid}/mounts", get(list_mounts).post(create_mount))
@@ -202,14 +217,14 @@ fn format_of(headers: &HeaderMap) -> Format {
 /// The session token. Like EM, a cookie wins over the header (em-api.md §1.3).
 fn token_of(headers: &HeaderMap) -> Option<String> {
     let from_cookie = headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|cookies| {
-        cookies.split(';').find_map(|c| c.trim().strip_prefix(&format!("{SESSION_HEADER}=")).map(str::to_owned))
+        cookies.split(';').find_map(|c| c.trim().strip_prefix(&format!("{TOKEN_HEADER}=")).map(str::to_owned))
     });
-    from_cookie.or_else(|| headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned))
+    from_cookie.or_else(|| headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned))
 }
 
 fn render(body: &Body, format: Format, status: StatusCode) -> Response {
     let mut response = (status, body.render(format)).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format.media_type()));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type(format)));
     response
 }
 
@@ -241,6 +256,7 @@ fn classify(method: &Method, path: &str, query: &str) -> Option<Endpoint> {
         ["tasks", _] if is(&Method::DELETE) => Endpoint::TaskDelete,
         ["tasks", _] => Endpoint::Task,
         ["restoreSessions", _] => Endpoint::RestoreSession,
+        ["catalog", "vms", _, "vmRestorePoints", _] if is(&Method::POST) => Endpoint::CatalogBrowse,
         ["catalog", ..] if is(&Method::POST) => Endpoint::CatalogRestore,
         [_, _, "mounts"] if is(&Method::POST) => Endpoint::MountCreate,
         [_, _, "mounts"] => Endpoint::MountList,
@@ -408,9 +424,9 @@ async fn logon(State(sim): State<Sim>, headers: HeaderMap) -> Response {
                 .unwrap_or_default();
             let h = response.headers_mut();
             if let Ok(v) = HeaderValue::from_str(&token) {
-                h.insert(SESSION_HEADER, v);
+                h.insert(TOKEN_HEADER, v);
             }
-            if let Ok(v) = HeaderValue::from_str(&format!("{SESSION_HEADER}={token}; Path=/api;")) {
+            if let Ok(v) = HeaderValue::from_str(&format!("{TOKEN_HEADER}={token}; Path=/api;")) {
                 h.insert(header::SET_COOKIE, v);
             }
             if let Ok(v) = HeaderValue::from_str(&format!("{location}/logonSessions/{id}")) {
@@ -550,6 +566,24 @@ async fn file_restore(
     })
 }
 
+/// `POST …/vmRestorePoints/{id}?action=browse`: the reference page documents `200 OK` with a
+/// `BrowseVM` task (the scenario page shows `202`). The task runs like any other; `guestfs`
+/// opens for this logon session when it stops running.
+async fn catalog_browse(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    Path((vm, pid)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let faults = sim.world().take_faults(Some(Endpoint::CatalogBrowse), false);
+    authed(&sim, &headers, StatusCode::OK, |w, s, now| {
+        if !params.get("action").is_some_and(|a| a.eq_ignore_ascii_case("browse")) {
+            return Err(SimError { status: 405, message: "Method not allowed without action=browse".into() });
+        }
+        w.start_catalog_browse(s, &vm, &pid, &faults, now)
+    })
+}
+
 async fn catalog_restore(
     State(sim): State<Sim>,
     headers: HeaderMap,
@@ -677,6 +711,10 @@ mod tests {
         assert_eq!(
             c(Method::POST, "/api/catalog/vms/v/vmRestorePoints/p/guestfs/C:/a", ""),
             Some(Endpoint::CatalogRestore)
+        );
+        assert_eq!(
+            c(Method::POST, "/api/catalog/vms/v/vmRestorePoints/p", "action=browse"),
+            Some(Endpoint::CatalogBrowse)
         );
         assert_eq!(c(Method::DELETE, "/api/logonSessions/x", ""), Some(Endpoint::Logoff));
         assert_eq!(c(Method::GET, "/api/", ""), Some(Endpoint::ApiRoot));

@@ -3,7 +3,7 @@
 //! Time advances lazily: every request first calls [`World::tick`], which moves tasks and
 //! restore sessions along their timelines and applies the effects of tasks that stopped running.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
@@ -203,10 +203,43 @@ struct LogonSession {
     next_task: u32,
 }
 
+/// The collection path segment of a kind of point (EM REST docs: `/vmRestorePoints`,
+/// `/vmReplicaPoints`).
+pub(crate) fn collection(kind: PointKind) -> &'static str {
+    match kind {
+        PointKind::Backup => "vmRestorePoints",
+        PointKind::Replica => "vmReplicaPoints",
+    }
+}
+
+/// The entity type name of a kind of point, also its `/query?type=` value.
+pub(crate) fn point_type(kind: PointKind) -> &'static str {
+    match kind {
+        PointKind::Backup => "VmRestorePoint",
+        PointKind::Replica => "VmReplicaPoint",
+    }
+}
+
 enum Effect {
-    Mount { kind: PointKind, point_id: String },
-    CatalogRestore { vm: String, point: Point, path: String, result: Option<String> },
-    DownloadRestore { mount_href: String, path: String },
+    Mount {
+        kind: PointKind,
+        point_id: String,
+    },
+    /// A catalog browse: the point's `guestfs` opens for the session that browsed.
+    Browse {
+        vm: String,
+        point_id: String,
+    },
+    CatalogRestore {
+        vm: String,
+        point: Point,
+        path: String,
+        result: Option<String>,
+    },
+    DownloadRestore {
+        mount_href: String,
+        path: String,
+    },
 }
 
 struct SimTask {
@@ -326,6 +359,8 @@ pub(crate) struct World {
     mounts: Vec<SimMount>,
     restore_sessions: Vec<SimRestoreSession>,
     restored_files: Vec<RestoredFile>,
+    /// `(logon session, point id)` pairs whose catalog `guestfs` a browse has opened.
+    browsed: HashSet<(String, String)>,
 }
 
 impl World {
@@ -342,6 +377,7 @@ impl World {
             mounts: Vec::new(),
             restore_sessions: Vec::new(),
             restored_files: Vec::new(),
+            browsed: HashSet::new(),
         }
     }
 
@@ -521,6 +557,11 @@ impl World {
                 related.name = Some(format!("{point_id}@{id}"));
                 (vec![related], "Ok".into())
             }
+            Effect::Browse { vm, point_id } => {
+                let guestfs = format!("{}/catalog/vms/{}/vmRestorePoints/{point_id}/guestfs/", self.base, seg(&vm));
+                self.browsed.insert((session.to_owned(), point_id));
+                (vec![link("Down", Some("FileSystemItemsList"), guestfs)], "Ok".into())
+            }
             Effect::CatalogRestore { vm, point, path, result } => {
                 let kind = RestoreKind::Restore {
                     duration: self.timings.restore_duration,
@@ -646,17 +687,17 @@ impl World {
 
     fn point_entity(&self, p: &Point, entity_name: &str) -> El {
         let base = &self.base;
-        let coll = p.kind.collection();
+        let coll = collection(p.kind);
         let (mount, mounts) = match p.kind {
             PointKind::Backup => ("VmRestorePointMount", "VmRestorePointMountList"),
             PointKind::Replica => ("VmReplicaPointMount", "VmReplicaPointMountList"),
         };
         let name = format!("{}@{}", p.vm, name_time(p.created));
         let mut el = El::new(entity_name)
-            .attr("Type", p.kind.query_type())
+            .attr("Type", point_type(p.kind))
             .attr("Href", format!("{base}/{coll}/{}?format=Entity", p.id))
             .attr("Name", name.clone())
-            .attr("UID", format!("urn:veeam:{}:{}", p.kind.query_type(), p.id))
+            .attr("UID", format!("urn:veeam:{}:{}", point_type(p.kind), p.id))
             .attr("VmDisplayName", p.vm.clone());
         let mut links = vec![
             link(
@@ -684,7 +725,7 @@ impl World {
 
     pub(crate) fn point(&self, kind: PointKind, id: &str) -> Reply {
         let p = self.inventory.point(kind, id).ok_or_else(|| err(404, format!("Restore point {id} not found")))?;
-        Ok(Body::Entity(self.point_entity(p, kind.query_type())))
+        Ok(Body::Entity(self.point_entity(p, point_type(kind))))
     }
 
     /// `GET /query`: restore points, replica points and restore sessions.
@@ -709,12 +750,12 @@ impl World {
                 for p in self.inventory.points.iter().filter(|p| p.kind == kind) {
                     let fields = [("vmdisplayname", p.vm.clone()), ("vmname", p.vm.clone()), ("uid", p.id.clone())];
                     if matches(&filter, &fields)? {
-                        let entity = self.point_entity(p, kind.query_type());
+                        let entity = self.point_entity(p, point_type(kind));
                         let reference = El::new("Ref")
-                            .attr("Type", format!("{}Reference", kind.query_type()))
-                            .attr("Href", format!("{}/{}/{}", self.base, kind.collection(), p.id))
+                            .attr("Type", format!("{}Reference", point_type(kind)))
+                            .attr("Href", format!("{}/{}/{}", self.base, collection(kind), p.id))
                             .attr("Name", format!("{}@{}", p.vm, name_time(p.created)))
-                            .attr("UID", format!("urn:veeam:{}:{}", kind.query_type(), p.id));
+                            .attr("UID", format!("urn:veeam:{}:{}", point_type(kind), p.id));
                         rows.push((p.created, entity, reference));
                     }
                 }
@@ -853,7 +894,7 @@ impl World {
             PointKind::Backup => "VmRestorePointMount",
             PointKind::Replica => "VmReplicaPointMount",
         };
-        let href = format!("{}/{}/{}/mounts/{}", self.base, m.kind.collection(), m.point_id, m.id);
+        let href = format!("{}/{}/{}/mounts/{}", self.base, collection(m.kind), m.point_id, m.id);
         let vm = self.inventory.vm(&m.vm).expect("mounts belong to known VMs");
         let roots = vm
             .roots()
@@ -907,7 +948,7 @@ impl World {
     fn mount_vm(&self, key: &MountKey<'_>) -> Result<(String, &VmSpec), SimError> {
         let i = self.own_mount(key)?;
         let m = &self.mounts[i];
-        let href = format!("{}/{}/{}/mounts/{}", self.base, key.kind.collection(), key.point_id, key.mount_id);
+        let href = format!("{}/{}/{}/mounts/{}", self.base, collection(key.kind), key.point_id, key.mount_id);
         Ok((href, self.inventory.vm(&m.vm).expect("mounts belong to known VMs")))
     }
 
@@ -991,15 +1032,8 @@ impl World {
 
     // ---- catalog ----------------------------------------------------------------------------
 
-    pub(crate) fn start_catalog_restore(
-        &mut self,
-        session: &str,
-        vm_name: &str,
-        point_id: &str,
-        path: &str,
-        faults: &[FaultKind],
-        now: Instant,
-    ) -> Reply {
+    /// The catalog VM and one of its backup points, or 404.
+    fn catalog_point(&self, vm_name: &str, point_id: &str) -> Result<(&VmSpec, Point), SimError> {
         let vm = self
             .inventory
             .vm(vm_name)
@@ -1011,6 +1045,42 @@ impl World {
             .filter(|p| p.vm.eq_ignore_ascii_case(&vm.name))
             .cloned()
             .ok_or_else(|| err(404, format!("Restore point {point_id} of {vm_name} not found")))?;
+        Ok((vm, point))
+    }
+
+    pub(crate) fn start_catalog_browse(
+        &mut self,
+        session: &str,
+        vm_name: &str,
+        point_id: &str,
+        faults: &[FaultKind],
+        now: Instant,
+    ) -> Reply {
+        let (vm, point) = self.catalog_point(vm_name, point_id)?;
+        let effect = Effect::Browse { vm: vm.name.clone(), point_id: point.id.clone() };
+        Ok(self.create_task(session, "BrowseVM", effect, faults, now))
+    }
+
+    /// Strict, as documented: `guestfs` resources "become available after" a browse of the
+    /// point, so a restore without one in the same logon session answers 404.
+    pub(crate) fn start_catalog_restore(
+        &mut self,
+        session: &str,
+        vm_name: &str,
+        point_id: &str,
+        path: &str,
+        faults: &[FaultKind],
+        now: Instant,
+    ) -> Reply {
+        let (vm, point) = self.catalog_point(vm_name, point_id)?;
+        if !self.browsed.contains(&(session.to_owned(), point.id.clone())) {
+            return Err(err(
+                404,
+                format!(
+                    "Guest file system of restore point {point_id} is not available: browse it first (?action=browse)"
+                ),
+            ));
+        }
         if vm.file(path).is_none() {
             return Err(err(404, format!("File {path} not found in the catalog")));
         }
@@ -1083,7 +1153,7 @@ impl World {
         let mut related = link(
             "Related",
             Some("VmRestorePointReference"),
-            format!("{base}/{}/{}", r.point.kind.collection(), r.point.id),
+            format!("{base}/{}/{}", collection(r.point.kind), r.point.id),
         );
         related.name = Some(format!("{}@{}", r.point.vm, name_time(r.point.created)));
         El::new("RestoreSession")

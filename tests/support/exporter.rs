@@ -13,6 +13,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_veeam-restore-exporter");
 /// A config file and password file in a temp dir, plus a state directory.
 pub struct Setup {
     pub dir: tempfile::TempDir,
+    /// The target's `keepalive_interval`.
+    pub keepalive: &'static str,
 }
 
 impl Setup {
@@ -22,9 +24,13 @@ impl Setup {
     }
 
     pub fn with_password(api_url: &str, probes: &str, password: &str) -> Setup {
+        Setup::with(api_url, probes, password, "1s")
+    }
+
+    pub fn with(api_url: &str, probes: &str, password: &str, keepalive: &'static str) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("password"), format!("{password}\n")).unwrap();
-        let setup = Setup { dir };
+        let setup = Setup { dir, keepalive };
         setup.write_config(api_url, probes);
         setup
     }
@@ -32,7 +38,8 @@ impl Setup {
     pub fn write_config(&self, api_url: &str, probes: &str) {
         let config = format!(
             "targets:\n  - name: sim\n    url: {api_url}\n    username: svc-canary\n    password_file: password\n    \
-             keepalive_interval: 1s\n    poll_initial: 50ms\n    poll_max: 200ms\n    request_timeout: 5s\n    probes:\n{probes}"
+             keepalive_interval: {}\n    poll_initial: 50ms\n    poll_max: 200ms\n    request_timeout: 5s\n    probes:\n{probes}",
+            self.keepalive
         );
         std::fs::write(self.config_path(), config).unwrap();
     }

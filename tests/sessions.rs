@@ -1,0 +1,158 @@
+//! The exporter binary against the simulated EM: logon-session hygiene and orphan safety.
+//! Mounts belong to the logon session that created them, so the rules under test are: retry an
+//! unmount within the run, never log off a session that still owns a mount, log on again when
+//! EM forgot the session before anything was at stake, and log off sessions a crash left open.
+
+use std::time::Duration;
+
+use veeam_restore_exporter::em::Endpoint;
+use veeam_restore_exporter::sim::{Fault, FaultKind, SimServer};
+
+use crate::support::exporter::{Exporter, Setup, value};
+use crate::support::{eventually, start_sim};
+
+const MOUNT_1H: &str = "      - { name: mount, kind: mount, vm: canary-win01, interval: 1h }\n";
+
+fn server_error(endpoint: Endpoint, times: Option<u32>) -> Fault {
+    Fault { endpoint: Some(endpoint), kind: FaultKind::Status { status: 500, message: None }, times }
+}
+
+fn alive_sessions(sim: &SimServer) -> usize {
+    sim.state().sessions.iter().filter(|s| s.alive).count()
+}
+
+fn requests_to(sim: &SimServer, endpoint: Endpoint) -> usize {
+    sim.requests().iter().filter(|r| r.endpoint == Some(endpoint)).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_server_errors_on_unmount_then_sigterm_leave_nothing_behind() {
+    let sim = start_sim().await;
+    sim.add_fault(server_error(Endpoint::MountDelete, Some(2)));
+    let setup = Setup::new(&sim.api_url, MOUNT_1H);
+    let mut exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    exporter.wait_metric("veeam_em_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
+    assert_eq!(requests_to(&sim, Endpoint::MountDelete), 3, "two 500s, then the deleting attempt");
+    let m = exporter.metrics().await;
+    assert_eq!(value(&m, "veeam_em_api_requests_total", &[("endpoint", "mount_delete"), ("code", "500")]), Some(2.0));
+    assert_eq!(value(&m, "veeam_em_probe_failures_total", &[("reason", "unmount_failed")]), Some(0.0));
+    exporter.signal("TERM");
+    assert!(exporter.wait_exit(Duration::from_secs(30)).await.success());
+    assert!(sim.state().mounts.is_empty(), "{:?}", sim.state().mounts);
+    assert_eq!(alive_sessions(&sim), 0, "the session owned nothing any more, so it was logged off");
+    assert_eq!(setup.records(), 0);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_that_still_owns_a_mount_is_not_logged_off_and_the_next_start_deletes_it() {
+    let sim = start_sim().await;
+    sim.add_fault(server_error(Endpoint::MountDelete, None));
+    let probe =
+        "      - { name: mount, kind: mount, vm: canary-win01, interval: 1h, step_timeouts: { unmount: 1s } }\n";
+    let setup = Setup::new(&sim.api_url, probe);
+    let mut exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    exporter
+        .wait_metric("veeam_em_probe_failures_total", &[("probe", "mount"), ("reason", "unmount_failed")], |v| v == 1.0)
+        .await;
+    exporter.signal("TERM");
+    assert!(exporter.wait_exit(Duration::from_secs(30)).await.success());
+    let state = sim.state();
+    assert_eq!(state.mounts.len(), 1);
+    assert!(state.mounts[0].session_alive, "the owning session was kept, so the mount stays reachable");
+    assert_eq!(requests_to(&sim, Endpoint::Logoff), 0, "no log-off while a mount is owned");
+    assert_eq!(setup.records(), 1, "the record (with its token) stays for the next start");
+    assert!(exporter.logs().contains("not logging off"), "the operator is told why");
+
+    sim.clear_faults();
+    let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    exporter.wait_metric("veeam_em_orphaned_mounts_cleaned_total", &[("target", "sim")], |v| v >= 1.0).await;
+    exporter.wait_metric("veeam_em_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
+    eventually(Duration::from_secs(20), "the old session to be logged off", || async {
+        (sim.state().mounts.is_empty() && alive_sessions(&sim) == 1 && setup.records() == 0).then_some(())
+    })
+    .await;
+    assert!(value(&exporter.metrics().await, "veeam_em_logoffs_total", &[("target", "sim")]).unwrap() >= 1.0);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_em_forgets_every_session_the_next_run_logs_on_again_and_succeeds() {
+    let sim = start_sim().await;
+    // A keep-alive far away: only the run itself can notice the dead session.
+    let probes = concat!(
+        "      - { name: mount, kind: mount, vm: canary-win01, interval: 2s }\n",
+        "      - { name: catalog, kind: file_restore, mode: catalog, vm: canary-win01, path: C:/canary/canary.txt, interval: 2s }\n",
+    );
+    let setup = Setup::with(&sim.api_url, probes, "canary", "10m");
+    let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    for probe in ["mount", "catalog"] {
+        exporter.wait_metric("veeam_em_probe_success", &[("probe", probe)], |v| v == 1.0).await;
+    }
+    let m = exporter.metrics().await;
+    let runs: Vec<f64> =
+        ["mount", "catalog"].iter().map(|p| value(&m, "veeam_em_probe_runs_total", &[("probe", p)]).unwrap()).collect();
+    assert!(sim.expire_sessions() >= 1, "as if EM restarted");
+    for (probe, before) in ["mount", "catalog"].iter().zip(runs) {
+        exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", probe)], |v| v >= before + 2.0).await;
+    }
+    let m = exporter.metrics().await;
+    for probe in ["mount", "catalog"] {
+        assert_eq!(
+            value(&m, "veeam_em_probe_failures_total", &[("probe", probe), ("reason", "session_expired")]),
+            Some(0.0)
+        );
+        assert_eq!(value(&m, "veeam_em_probe_success", &[("probe", probe)]), Some(1.0));
+    }
+    assert!(value(&m, "veeam_em_logons_total", &[("target", "sim")]).unwrap() >= 2.0);
+    sim.shutdown().await;
+}
+
+/// A small deterministic generator, so a failure can be replayed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_at_random_moments_leaves_no_mount_and_at_most_one_session() {
+    let sim = start_sim().await;
+    let probe = "      - { name: mount, kind: mount, vm: canary-win01, interval: 1s }\n";
+    let setup = Setup::new(&sim.api_url, probe);
+    let mut random = Lcg(20261125);
+    for _ in 0..25 {
+        let mut exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+        // The random moment itself: a kill lands somewhere in logon, cleanup or a mount cycle.
+        tokio::time::sleep(Duration::from_millis(random.below(1500))).await;
+        exporter.signal("KILL");
+        exporter.wait_exit(Duration::from_secs(10)).await;
+    }
+    let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    let runs = value(&exporter.metrics().await, "veeam_em_probe_runs_total", &[("probe", "mount")]).unwrap_or(0.0);
+    exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", "mount")], |v| v >= runs + 2.0).await;
+    exporter.wait_metric("veeam_em_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
+    eventually(Duration::from_secs(30), "leftovers of the killed processes to be cleaned", || async {
+        let state = sim.state();
+        let orphans = state.mounts.iter().filter(|m| !m.session_alive).count();
+        let stale_mounts = state.mounts.len() > 1;
+        (orphans == 0 && !stale_mounts && alive_sessions(&sim) <= 1).then_some(())
+    })
+    .await;
+    let m = exporter.metrics().await;
+    assert_eq!(value(&m, "veeam_em_orphaned_mounts", &[("state", "unresolved")]), Some(0.0));
+    assert!(
+        value(&m, "veeam_em_logoffs_total", &[("target", "sim")]).unwrap() >= 1.0,
+        "crashed sessions were logged off"
+    );
+    let mut exporter = exporter;
+    exporter.signal("TERM");
+    assert!(exporter.wait_exit(Duration::from_secs(30)).await.success());
+    assert!(sim.state().mounts.is_empty(), "{:?}", sim.state().mounts);
+    assert_eq!(alive_sessions(&sim), 0);
+    assert_eq!(setup.records(), 0);
+    sim.shutdown().await;
+}
