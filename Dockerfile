@@ -50,4 +50,6 @@ USER 65532:65532
 WORKDIR /var/lib/veeam-restore-exporter
 EXPOSE 9731
 ENTRYPOINT ["/usr/local/bin/veeam-restore-exporter"]
-CMD ["--config.file=/etc/veeam-restore-exporter/config.yml", "--storage.path=/var/lib/veeam-restore-exporter"]
+# By default the image probes its built-in simulated EM (--demo). For a real EM, mount a
+# configuration and pass: --config.file=/etc/veeam-restore-exporter/config.yml --storage.path=/var/lib/veeam-restore-exporter
+CMD ["--demo", "--storage.path=/var/lib/veeam-restore-exporter"]

@@ -7,16 +7,19 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
+use axum_server::tls_rustls::RustlsConfig;
+
 use crate::config::{self, Config};
+use crate::duration;
 use crate::history::History;
 use crate::ledger::Ledger;
 use crate::metrics::{Metrics, unix_seconds};
 use crate::scheduler::{Generation, Shared};
 use crate::web::{self, ReloadRequest, WebState};
+use crate::web_config::WebConfig;
 
 /// Default port. Chosen to avoid Prometheus, Grafana, node/windows/blackbox exporters, the other
 /// Veeam exporter (9247) and Veeam's own ports (9392, 9398, 9399, 9419).
@@ -39,13 +42,20 @@ pub struct Flags {
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", default_value = "/metrics")]
     pub telemetry_path: String,
+    /// Web configuration file (exporter-toolkit format): TLS and basic authentication.
+    #[arg(long = "web.config.file")]
+    pub web_config_file: Option<PathBuf>,
+    /// Enable POST /-/reload (SIGHUP always reloads).
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
     /// Configuration file (YAML). Required unless --demo.
     #[arg(long = "config.file")]
     pub config_file: Option<PathBuf>,
     /// Validate the configuration file and exit (0 when valid).
     #[arg(long = "config.check")]
     pub config_check: bool,
-    /// Directory for durable state: records of mounts in flight (they hold session tokens).
+    /// Directory for durable state: records of mounts in flight and of logon sessions (they
+    /// hold session tokens), and the schedule.
     #[arg(long = "storage.path", default_value = "data")]
     pub storage_path: PathBuf,
     /// Only log messages with the given severity or above.
@@ -54,12 +64,52 @@ pub struct Flags {
     /// Output format of log messages.
     #[arg(long = "log.format", value_enum, default_value = "logfmt")]
     pub log_format: LogFormat,
-    /// How long shutdown waits for running probes to unmount before exiting anyway.
-    #[arg(long = "shutdown.grace-period", value_parser = humantime::parse_duration, default_value = "2m")]
-    pub grace_period: Duration,
+    /// How long shutdown waits for running probes to unmount before exiting anyway (Prometheus
+    /// duration syntax).
+    #[arg(long = "shutdown.grace-period", default_value = "2m")]
+    pub grace_period: String,
     /// Start the built-in simulated Enterprise Manager and probe it with a demo configuration.
     #[arg(long)]
     pub demo: bool,
+}
+
+/// Flag values that needed more than parsing, checked once before anything starts.
+struct Checked {
+    address: SocketAddr,
+    grace_period: Duration,
+    web_config: Option<WebConfig>,
+}
+
+/// Checks every flag; the error is one line that names the flag.
+fn check_flags(flags: &Flags) -> Result<Checked, String> {
+    let address = listen_address(&flags.listen_address)?;
+    let path = &flags.telemetry_path;
+    let bad_path = |why: &str| Err(format!("--web.telemetry-path {path:?}: {why}"));
+    if !path.starts_with('/') {
+        return bad_path("must start with /");
+    }
+    if crate::web::RESERVED_PATHS.contains(&path.as_str()) || path.starts_with("/-/") {
+        return bad_path("clashes with the exporter's own endpoints (/, /-/…)");
+    }
+    if path.len() > 1 && path.ends_with('/') || path.contains("//") {
+        return bad_path("must not end in / or contain //");
+    }
+    if !path.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.' | '~')) {
+        return bad_path("may contain only A-Z a-z 0-9 / - _ . ~");
+    }
+    let grace_period = duration::parse(&flags.grace_period).map_err(|e| format!("--shutdown.grace-period: {e}"))?;
+    let web_config = match &flags.web_config_file {
+        None => None,
+        Some(file) => {
+            let config = WebConfig::load(file).map_err(|e| format!("--web.config.file: {e}"))?;
+            config.rustls().map_err(|e| format!("--web.config.file {}: {e}", file.display()))?;
+            Some(config)
+        }
+    };
+    if flags.config_file.is_none() && !flags.demo {
+        return Err("--config.file is required (or --demo to try the exporter against the built-in simulator)".into());
+    }
+    Ok(Checked { address, grace_period, web_config })
 }
 
 fn init_logging(flags: &Flags) {
@@ -87,25 +137,54 @@ fn listen_address(s: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("--web.listen-address {s:?}: no address"))
 }
 
+/// `--config.check`: validates the file and reports.
+fn config_check(flags: &Flags) -> ExitCode {
+    let Some(path) = &flags.config_file else {
+        eprintln!("--config.check needs --config.file");
+        return ExitCode::FAILURE;
+    };
+    match config::load(path) {
+        Ok(c) => {
+            let probes: usize = c.targets.iter().map(|t| t.probes.len()).sum();
+            println!("{}: OK ({} target(s), {probes} probe(s))", path.display(), c.targets.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprint!("{}: {e}", path.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Parses the command line: `--help` and `--version` print and exit 0; any other problem is one
+/// line naming the flag, and exit code 1.
+pub fn parse_flags() -> Result<Flags, ExitCode> {
+    match Flags::try_parse() {
+        Ok(flags) => Ok(flags),
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
+            let _ = e.print();
+            Err(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            let text = e.to_string();
+            eprintln!("{}", text.lines().next().unwrap_or("invalid command line"));
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
 /// Runs the exporter until SIGTERM or SIGINT. Returns the process exit code.
 pub async fn run(mut flags: Flags) -> ExitCode {
     if flags.config_check {
-        let Some(path) = &flags.config_file else {
-            eprintln!("--config.check needs --config.file");
-            return ExitCode::from(2);
-        };
-        return match config::load(path) {
-            Ok(c) => {
-                let probes: usize = c.targets.iter().map(|t| t.probes.len()).sum();
-                println!("{}: OK ({} target(s), {probes} probe(s))", path.display(), c.targets.len());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprint!("{}: {e}", path.display());
-                ExitCode::FAILURE
-            }
-        };
+        return config_check(&flags);
     }
+    let checked = match check_flags(&flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
     init_logging(&flags);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "Starting veeam-restore-exporter");
 
@@ -124,106 +203,165 @@ pub async fn run(mut flags: Flags) -> ExitCode {
     } else {
         None
     };
-    let Some(config_file) = flags.config_file.clone() else {
-        eprintln!("--config.file is required (or --demo to try the exporter against the built-in simulator)");
-        return ExitCode::from(2);
-    };
-    let config = match config::load(&config_file) {
-        Ok(c) => Arc::new(c),
+    match Exporter::start(&flags, checked).await {
+        Ok(exporter) => exporter.serve_until_signal().await.drain().await,
         Err(e) => {
-            tracing::error!(file = %config_file.display(), "invalid configuration");
+            tracing::error!(err = %e, "cannot start");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A started exporter: web server, scheduler generations, and what reloads need.
+struct Exporter {
+    config_file: PathBuf,
+    grace_period: Duration,
+    web_config_file: Option<PathBuf>,
+    tls: Option<RustlsConfig>,
+    state: Arc<WebState>,
+    shared: Arc<Shared>,
+    generation: Generation,
+    retiring: Vec<tokio::task::JoinHandle<()>>,
+    server: axum_server::Handle<SocketAddr>,
+    server_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    reloads: mpsc::Receiver<ReloadRequest>,
+}
+
+impl Exporter {
+    /// Loads the configuration, opens the state directory, listens, starts the probes.
+    async fn start(flags: &Flags, checked: Checked) -> Result<Exporter, String> {
+        let config_file = flags.config_file.clone().ok_or("--config.file is required")?;
+        let config = config::load(&config_file).map_err(|e| {
             eprint!("{}: {e}", config_file.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    let ledger = match Ledger::open(&flags.storage_path) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(err = %e, "cannot open the state directory");
-            return ExitCode::FAILURE;
-        }
-    };
-    let address = match listen_address(&flags.listen_address) {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::error!(err = %e, "bad listen address");
-            return ExitCode::from(2);
-        }
-    };
-    let listener = match TcpListener::bind(address).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(address = %address, err = %e, "cannot listen");
-            return ExitCode::FAILURE;
-        }
-    };
+            format!("invalid configuration {}", config_file.display())
+        })?;
+        let config = Arc::new(config);
+        let ledger = Ledger::open(&flags.storage_path).map_err(|e| format!("--storage.path: {e}"))?;
+        let listener = std::net::TcpListener::bind(checked.address)
+            .map_err(|e| format!("cannot listen on {}: {e}", checked.address))?;
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let bound = listener.local_addr().map_err(|e| e.to_string())?;
 
-    let metrics = Arc::new(Metrics::new());
-    metrics.apply_config(&config, None);
-    metrics.reload_success.set(1);
-    metrics.reload_timestamp.set(unix_seconds(std::time::SystemTime::now()));
-    let history = Arc::new(History::default());
-    let shared = Arc::new(Shared::new(metrics.clone(), history.clone(), ledger));
-    let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
-    let state = Arc::new(WebState {
-        metrics: metrics.clone(),
-        history,
-        config: RwLock::new(config.clone()),
-        reload: reload_tx,
-        telemetry_path: flags.telemetry_path.clone(),
-    });
-    let bound = listener.local_addr().unwrap_or(address);
-    let server_stop = tokio_util::sync::CancellationToken::new();
-    let server = {
-        let stop = server_stop.clone();
-        let app = web::router(state.clone());
-        tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await })
-    };
-    // Tests and scripts read this line to find a server started on port 0.
-    tracing::info!(address = %bound, "Listening on");
-
-    let mut generation = Generation::start(&config, &shared);
-    let mut retiring = Vec::new();
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) =
-        (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
-        tracing::error!("cannot install signal handlers");
-        return ExitCode::FAILURE;
-    };
-    loop {
-        let reply = tokio::select! {
-            _ = hup.recv() => None,
-            Some(reply) = reload_rx.recv() => Some(reply),
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+        let metrics = Arc::new(Metrics::new());
+        metrics.apply_config(&config, None);
+        metrics.reload_success.set(1);
+        metrics.reload_timestamp.set(unix_seconds(std::time::SystemTime::now()));
+        let history = Arc::new(History::default());
+        let shared = Arc::new(Shared::new(metrics.clone(), history.clone(), ledger));
+        let (reload_tx, reloads) = mpsc::channel::<ReloadRequest>(4);
+        let state = Arc::new(WebState {
+            metrics,
+            history,
+            config: RwLock::new(config.clone()),
+            reload: reload_tx,
+            telemetry_path: flags.telemetry_path.clone(),
+            web_config: flags.web_config_file.clone(),
+            authenticator: Default::default(),
+            enable_lifecycle: flags.enable_lifecycle,
+        });
+        let app = web::router(state.clone()).into_make_service();
+        let server = axum_server::Handle::new();
+        let tls_config = checked.web_config.as_ref().map(WebConfig::rustls).transpose()?.flatten();
+        let (server_task, tls) = match tls_config {
+            Some(tls) => {
+                let tls = RustlsConfig::from_config(tls);
+                let serve = axum_server::from_tcp_rustls(listener, tls.clone()).map_err(|e| e.to_string())?;
+                (tokio::spawn(serve.handle(server.clone()).serve(app)), Some(tls))
+            }
+            None => {
+                let serve = axum_server::from_tcp(listener).map_err(|e| e.to_string())?;
+                (tokio::spawn(serve.handle(server.clone()).serve(app)), None)
+            }
         };
-        let result = reload(&config_file, &state, &metrics);
-        if let Ok(new) = &result {
-            let old = std::mem::replace(&mut generation, Generation::start(new, &shared));
-            let still_configured: Vec<String> = new.targets.iter().map(|t| t.name.clone()).collect();
-            retiring.push(tokio::spawn(async move { old.finish(&still_configured).await }));
+        // Tests and scripts read this line to find a server started on port 0.
+        tracing::info!(address = %bound, tls = tls.is_some(), "Listening on");
+        let generation = Generation::start(&config, &shared);
+        Ok(Exporter {
+            config_file,
+            grace_period: checked.grace_period,
+            web_config_file: flags.web_config_file.clone(),
+            tls,
+            state,
+            shared,
+            generation,
+            retiring: Vec::new(),
+            server,
+            server_task,
+            reloads,
+        })
+    }
+
+    /// Reloads on SIGHUP and `POST /-/reload` until SIGTERM or SIGINT.
+    async fn serve_until_signal(mut self) -> Exporter {
+        let (Ok(mut hup), Ok(mut term), Ok(mut int)) =
+            (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
+            tracing::error!("cannot install signal handlers; shutting down");
+            return self;
+        };
+        loop {
+            let reply = tokio::select! {
+                _ = hup.recv() => None,
+                Some(reply) = self.reloads.recv() => Some(reply),
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            };
+            let result = self.reload().await;
+            if let Some(reply) = reply {
+                let _ = reply.send(result);
+            }
         }
-        if let Some(reply) = reply {
-            let _ = reply.send(result.map(drop));
+        self
+    }
+
+    /// Loads the configuration (and the web config's TLS files) again; on failure the old
+    /// configuration stays in force.
+    async fn reload(&mut self) -> Result<(), String> {
+        self.reload_tls().await;
+        let new = reload(&self.config_file, &self.state, &self.state.metrics)?;
+        let old = std::mem::replace(&mut self.generation, Generation::start(&new, &self.shared));
+        let still_configured: Vec<String> = new.targets.iter().map(|t| t.name.clone()).collect();
+        self.retiring.push(tokio::spawn(async move { old.finish(&still_configured).await }));
+        Ok(())
+    }
+
+    async fn reload_tls(&self) {
+        let Some(file) = &self.web_config_file else { return };
+        let loaded = WebConfig::load(file).and_then(|c| c.rustls());
+        match (loaded, &self.tls) {
+            (Ok(Some(new)), Some(tls)) => {
+                tls.reload_from_config(new);
+                tracing::info!(file = %file.display(), "TLS settings reloaded");
+            }
+            (Ok(None), None) => {}
+            (Ok(_), _) => tracing::warn!(file = %file.display(), "switching TLS on or off needs a restart"),
+            (Err(e), _) => {
+                tracing::error!(file = %file.display(), err = %e, "web config reload failed; keeping the TLS settings in force")
+            }
         }
     }
 
-    tracing::info!(grace_period = ?flags.grace_period, "Shutting down: stopping probes, unmounting, logging off");
-    shared.shutdown.cancel();
-    let drain = async {
-        // Runs of retiring generations finish first: they may share the sessions logged off last.
-        for r in retiring {
-            let _ = r.await;
+    /// Stops scheduling, lets running probes unmount (within the grace period), logs off, stops
+    /// the web server.
+    async fn drain(self) -> ExitCode {
+        tracing::info!(grace_period = %duration::format(self.grace_period), "Shutting down: stopping probes, unmounting, logging off");
+        self.shared.shutdown.cancel();
+        let (generation, retiring) = (self.generation, self.retiring);
+        let drain = async {
+            // Runs of retiring generations finish first: they may share the sessions logged off last.
+            for r in retiring {
+                let _ = r.await;
+            }
+            generation.finish(&[]).await;
+        };
+        if tokio::time::timeout(self.grace_period, drain).await.is_err() {
+            tracing::warn!("grace period over with probes still running; their mount records stay for the next start");
         }
-        generation.finish(&[]).await;
-    };
-    if tokio::time::timeout(flags.grace_period, drain).await.is_err() {
-        tracing::warn!("grace period over with probes still running; their mount records stay for the next start");
+        self.server.graceful_shutdown(Some(Duration::from_secs(5)));
+        let _ = self.server_task.await;
+        tracing::info!("Stopped");
+        ExitCode::SUCCESS
     }
-    server_stop.cancel();
-    let _ = server.await;
-    tracing::info!("Stopped");
-    ExitCode::SUCCESS
 }
 
 /// Loads the configuration again; on failure the old one stays in force.

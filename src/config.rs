@@ -122,25 +122,25 @@ pub enum RestoreMode {
 #[serde(deny_unknown_fields, default)]
 pub struct StepTimeouts {
     /// Finding the newest restore point.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration::serde")]
     pub lookup: Duration,
     /// Mount task to `Finished`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration::serde")]
     pub mount: Duration,
     /// Reading the mount and listing a directory.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration::serde")]
     pub browse: Duration,
     /// Restore task to `Finished` (catalog or download restore).
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration::serde")]
     pub restore: Duration,
     /// Catalog restore session to `Stopped`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration::serde")]
     pub restore_session: Duration,
     /// Fetching the restored file.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration::serde")]
     pub download: Duration,
     /// Deleting the mount and confirming it is gone.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration::serde")]
     pub unmount: Duration,
 }
 
@@ -183,13 +183,13 @@ struct RawTarget {
     format: Format,
     #[serde(default = "default_concurrency")]
     max_concurrent_probes: usize,
-    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    #[serde(default = "default_request_timeout", with = "crate::duration::serde")]
     request_timeout: Duration,
-    #[serde(default = "default_keepalive", with = "humantime_serde")]
+    #[serde(default = "default_keepalive", with = "crate::duration::serde")]
     keepalive_interval: Duration,
-    #[serde(default = "default_poll_initial", with = "humantime_serde")]
+    #[serde(default = "default_poll_initial", with = "crate::duration::serde")]
     poll_initial: Duration,
-    #[serde(default = "default_poll_max", with = "humantime_serde")]
+    #[serde(default = "default_poll_max", with = "crate::duration::serde")]
     poll_max: Duration,
     #[serde(default)]
     probes: Vec<Value>,
@@ -210,9 +210,9 @@ struct RawProbe {
     name: String,
     kind: RawKind,
     vm: String,
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "crate::duration::serde")]
     interval: Duration,
-    #[serde(default = "default_probe_timeout", with = "humantime_serde")]
+    #[serde(default = "default_probe_timeout", with = "crate::duration::serde")]
     timeout: Duration,
     #[serde(default)]
     step_timeouts: StepTimeouts,

@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::time::SystemTime;
 
 use crate::probe::RunReport;
 
@@ -19,6 +20,8 @@ pub struct ProbeHistory {
     pub recent: VecDeque<RunReport>,
     /// Kept even after it scrolls out of `recent`, so the last failure's details stay visible.
     pub last_failure: Option<RunReport>,
+    /// When the schedule says the probe runs next.
+    pub next_run: Option<SystemTime>,
 }
 
 impl History {
@@ -30,6 +33,11 @@ impl History {
         }
         h.recent.push_front(report);
         h.recent.truncate(KEEP);
+    }
+
+    pub fn set_next_run(&self, target: &str, probe: &str, at: SystemTime) {
+        let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
+        runs.entry((target.to_owned(), probe.to_owned())).or_default().next_run = Some(at);
     }
 
     pub fn get(&self, target: &str, probe: &str) -> ProbeHistory {

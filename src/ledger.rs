@@ -77,6 +77,7 @@ mod stored_secret {
 /// The state directory (`--storage.path`).
 #[derive(Clone, Debug)]
 pub struct Ledger {
+    root: PathBuf,
     mounts: PathBuf,
     sessions: PathBuf,
 }
@@ -95,7 +96,7 @@ impl Ledger {
                 .map_err(|e| format!("cannot create state directory {dir_text}: {e}"))?,
             Err(e) => return Err(format!("cannot open state directory {dir_text}: {e}")),
         }
-        let ledger = Ledger { mounts: dir.join("mounts"), sessions: dir.join("sessions") };
+        let ledger = Ledger { root: dir.to_owned(), mounts: dir.join("mounts"), sessions: dir.join("sessions") };
         for sub in [&ledger.mounts, &ledger.sessions] {
             match DirBuilder::new().mode(0o700).create(sub) {
                 Ok(()) => {}
@@ -148,6 +149,21 @@ impl Ledger {
     /// Forgets a session once it is logged off (or EM no longer knows it).
     pub fn remove_session(&self, session_id: &str) -> Result<(), String> {
         remove_file(&self.session_path(session_id))
+    }
+
+    /// A small state file of another module (e.g. the schedule); the default when missing.
+    pub fn load_state<T: DeserializeOwned + Default>(&self, name: &str) -> Result<T, String> {
+        let path = self.root.join(name);
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    /// Writes a small state file atomically and durably.
+    pub fn save_state<T: Serialize>(&self, name: &str, value: &T) -> Result<(), String> {
+        write_durably(&self.root.join(name), value)
     }
 
     /// All session records of one target.

@@ -1,28 +1,34 @@
 //! veeam-restore-exporter: proves Veeam restores work by running them.
 //!
 //! # Layout
+//! - [`duration`]: durations in Prometheus' syntax, for the configuration and the flags.
 //! - [`em`]: typed client for the Enterprise Manager REST API. Knows nothing of metrics.
 //! - [`sim`]: a simulated Enterprise Manager built from the documented API, for tests and demos.
 //! - [`config`]: the configuration file, parsed strictly with every problem reported at once.
 //! - [`probe`]: one probe run (mount, file restore), each step timed on its own.
 //! - [`target`]: one EM at run time: logon session, concurrency limit, orphan cleanup.
 //! - [`ledger`]: durable records of mounts in flight, so a crash never loses one.
+//! - [`schedule`]: when each probe runs next, persisted across restarts and reloads.
 //! - [`scheduler`]: runs probes on their schedules and publishes results.
 //! - [`metrics`]: every metric name, in one place.
 //! - [`history`]: recent runs for the landing page.
 //! - [`web`]: landing page, `/metrics`, health, readiness, reload.
+//! - [`web_config`]: `--web.config.file` (TLS, basic auth, headers), exporter-toolkit format.
 //! - [`app`]: flags, logging, start-up, reload and shutdown.
 //! - [`secret`]: a string type that never prints its value.
 
 pub mod app;
 pub mod config;
+pub mod duration;
 pub mod em;
 pub mod history;
 pub mod ledger;
 pub mod metrics;
 pub mod probe;
+pub mod schedule;
 pub mod scheduler;
 pub mod secret;
 pub mod sim;
 pub mod target;
 pub mod web;
+pub mod web_config;

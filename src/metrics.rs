@@ -56,6 +56,7 @@ pub struct Metrics {
     pub probe_failures: IntCounterVec,
     pub last_run: GaugeVec,
     pub last_success: GaugeVec,
+    pub next_run: GaugeVec,
     pub tasks: IntCounterVec,
     pub task_polls: IntCounterVec,
     pub restore_progress: GaugeVec,
@@ -155,6 +156,13 @@ impl Metrics {
                 opts(
                     "veeam_em_probe_last_success_timestamp_seconds",
                     "Unix time the probe's last successful run completed."
+                ),
+                tpk
+            )),
+            next_run: reg!(GaugeVec::new(
+                opts(
+                    "veeam_em_probe_next_run_timestamp_seconds",
+                    "Unix time the probe is scheduled to run next (kept across restarts and reloads)."
                 ),
                 tpk
             )),
@@ -348,6 +356,7 @@ impl Metrics {
                     &self.probe_duration,
                     &self.last_run,
                     &self.last_success,
+                    &self.next_run,
                     &self.probe_interval,
                     &self.probe_timeout,
                 ] {

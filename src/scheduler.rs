@@ -9,9 +9,8 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use rand::Rng;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -20,6 +19,7 @@ use crate::history::History;
 use crate::ledger::Ledger;
 use crate::metrics::{Metrics, unix_seconds};
 use crate::probe::{Run, RunReport};
+use crate::schedule::Schedule;
 use crate::target::{TargetRuntime, TargetState};
 
 /// State shared by all generations.
@@ -27,6 +27,7 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub history: Arc<History>,
     pub ledger: Ledger,
+    pub schedule: Schedule,
     /// Fires once, when the process shuts down: runs skip optional work and unmount.
     pub shutdown: CancellationToken,
     probe_locks: Mutex<HashMap<ProbeKey, Arc<tokio::sync::Mutex<()>>>>,
@@ -41,6 +42,7 @@ impl Shared {
         Shared {
             metrics,
             history,
+            schedule: Schedule::load(ledger.clone()),
             ledger,
             shutdown: CancellationToken::new(),
             probe_locks: Mutex::default(),
@@ -72,6 +74,9 @@ impl Generation {
         let mut loops = Vec::new();
         let mut targets = Vec::new();
         let mut index = 0u32;
+        let configured: Vec<(String, String)> =
+            config.targets.iter().flat_map(|t| t.probes.iter().map(|p| (t.name.clone(), p.name.clone()))).collect();
+        shared.schedule.retain(&configured);
         for t in &config.targets {
             let state = shared.target_state(&t.name);
             // A reload is how an operator says "try again now", e.g. after fixing a password.
@@ -79,7 +84,7 @@ impl Generation {
             let runtime = Arc::new(TargetRuntime::new(t.clone(), shared.metrics.clone(), shared.ledger.clone(), state));
             loops.push(tokio::spawn(keeper(runtime.clone(), stop.clone())));
             for probe in &t.probes {
-                // Staggered first runs: soon after start, not all at once.
+                // Probes that are due (never ran, or overdue) start staggered, not all at once.
                 let first = Duration::from_millis(u64::from(index) * 1000).min(probe.interval);
                 loops.push(tokio::spawn(probe_loop(
                     runtime.clone(),
@@ -122,13 +127,7 @@ async fn keeper(target: Arc<TargetRuntime>, stop: CancellationToken) {
     }
 }
 
-/// `interval` moved by up to ±10% (at most 30 s), so probes drift apart instead of aligning.
-fn jittered(interval: Duration) -> Duration {
-    let spread = (interval / 10).min(Duration::from_secs(30)).as_secs_f64();
-    let offset = rand::rng().random_range(-spread..=spread);
-    Duration::from_secs_f64((interval.as_secs_f64() + offset).max(0.1))
-}
-
+/// Runs `probe` whenever the [`Schedule`] says it is due, never overlapping itself.
 async fn probe_loop(
     target: Arc<TargetRuntime>,
     probe: Probe,
@@ -136,21 +135,40 @@ async fn probe_loop(
     stop: CancellationToken,
     first: Duration,
 ) {
-    let mut wait = first;
+    let name = target.config.name.clone();
+    let mut earliest = SystemTime::now() + first;
     loop {
+        let due = shared.schedule.due(&name, &probe, first).max(earliest);
+        earliest = SystemTime::now();
+        shared.note_next_run(&name, &probe, due);
+        let wait = due.duration_since(SystemTime::now()).unwrap_or_default();
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.cancelled() => return,
         }
-        let lock = shared.probe_lock(&target.config.name, &probe.name);
+        let lock = shared.probe_lock(&name, &probe.name);
         let _never_overlap = lock.lock().await;
+        // Another configuration generation may have run it while this one waited for the lock.
+        if shared.schedule.due(&name, &probe, first) > SystemTime::now() + Duration::from_secs(1) {
+            continue;
+        }
         let Ok(_permit) = target.permits.acquire().await else { return };
         if stop.is_cancelled() {
             return;
         }
+        shared.schedule.started(&name, &probe);
         let report = run_once(&target, &probe, &shared).await;
-        publish(&shared, &target.config.name, &probe, report);
-        wait = jittered(probe.interval);
+        let next = shared.schedule.finished(&name, &probe);
+        shared.note_next_run(&name, &probe, next);
+        publish(&shared, &name, &probe, report);
+    }
+}
+
+impl Shared {
+    fn note_next_run(&self, target: &str, probe: &Probe, at: SystemTime) {
+        let labels = [target, probe.name.as_str(), probe.kind.label()];
+        self.metrics.next_run.with_label_values(&labels).set(unix_seconds(at));
+        self.history.set_next_run(target, &probe.name, at);
     }
 }
 
@@ -166,7 +184,7 @@ async fn run_once(target: &TargetRuntime, probe: &Probe, shared: &Shared) -> Run
             Ok(session) => session,
             Err(e) => {
                 return RunReport {
-                    finished_at: std::time::SystemTime::now(),
+                    finished_at: SystemTime::now(),
                     duration: started.elapsed(),
                     phases: Vec::new(),
                     outcome: Err((e.reason(), format!("logon: {e}"))),

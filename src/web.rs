@@ -7,9 +7,12 @@ use std::fmt::Write as _;
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
+use std::path::PathBuf;
+
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::{mpsc, oneshot};
@@ -17,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::Config;
 use crate::history::History;
 use crate::metrics::Metrics;
+use crate::web_config::{Authenticator, WebConfig};
 
 /// A reload request; the answer says whether the new configuration was applied.
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
@@ -27,7 +31,15 @@ pub struct WebState {
     pub config: RwLock<Arc<Config>>,
     pub reload: mpsc::Sender<ReloadRequest>,
     pub telemetry_path: String,
+    /// `--web.config.file`, read again for every request.
+    pub web_config: Option<PathBuf>,
+    pub authenticator: Authenticator,
+    /// `--web.enable-lifecycle`: without it `POST /-/reload` is refused (SIGHUP always works).
+    pub enable_lifecycle: bool,
 }
+
+/// Paths the exporter serves itself; `--web.telemetry-path` must not take one of them.
+pub const RESERVED_PATHS: &[&str] = &["/", "/-/healthy", "/-/ready", "/-/reload"];
 
 pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
@@ -36,7 +48,56 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/-/healthy", get(|| async { "Healthy.\n" }))
         .route("/-/ready", get(|| async { "Ready.\n" }))
         .route("/-/reload", post(reload))
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
+}
+
+/// Applies the web config: basic authentication (not for the health and readiness checks,
+/// which reveal nothing and serve orchestrators) and the configured response headers.
+async fn guard(State(state): State<Arc<WebState>>, request: Request, next: Next) -> Response {
+    let Some(path) = &state.web_config else { return next.run(request).await };
+    let config = match WebConfig::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(err = %e, "cannot use the web config; refusing requests until it is fixed");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n").into_response();
+        }
+    };
+    let open = matches!(request.uri().path(), "/-/healthy" | "/-/ready");
+    if config.requires_auth() && !open && !authorized(&state, &config, &request) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"veeam-restore-exporter\"")],
+            "Unauthorized\n",
+        )
+            .into_response();
+    }
+    let mut response = next.run(request).await;
+    for (name, value) in &config.http_server_config.headers {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::from_str(value)) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+fn authorized(state: &WebState, config: &WebConfig, request: &Request) -> bool {
+    use base64::Engine;
+    let Some(encoded) = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+    else {
+        return false;
+    };
+    let Some(decoded) =
+        base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok().and_then(|b| String::from_utf8(b).ok())
+    else {
+        return false;
+    };
+    let Some((user, password)) = decoded.split_once(':') else { return false };
+    state.authenticator.check(config, user, password)
 }
 
 async fn metrics(State(state): State<Arc<WebState>>) -> Response {
@@ -45,6 +106,10 @@ async fn metrics(State(state): State<Arc<WebState>>) -> Response {
 }
 
 async fn reload(State(state): State<Arc<WebState>>) -> Response {
+    if !state.enable_lifecycle {
+        return (StatusCode::FORBIDDEN, "Lifecycle API is not enabled (--web.enable-lifecycle); SIGHUP reloads.\n")
+            .into_response();
+    }
     let (tx, rx) = oneshot::channel();
     if state.reload.send(tx).await.is_err() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
@@ -63,6 +128,13 @@ fn escape(s: &str) -> String {
 fn ago(t: SystemTime) -> String {
     let secs = t.elapsed().map(|d| d.as_secs()).unwrap_or(0);
     format!("{} ago", humantime::format_duration(std::time::Duration::from_secs(secs)))
+}
+
+fn until(t: SystemTime) -> String {
+    match t.duration_since(SystemTime::now()) {
+        Ok(d) => format!("in {}", humantime::format_duration(std::time::Duration::from_secs(d.as_secs()))),
+        Err(_) => "due now".to_owned(),
+    }
 }
 
 async fn landing(State(state): State<Arc<WebState>>) -> Html<String> {
@@ -92,6 +164,9 @@ async fn landing(State(state): State<Arc<WebState>>) -> Html<String> {
                 escape(&probe.vm),
                 humantime::format_duration(probe.interval)
             );
+            if let Some(next) = history.next_run {
+                let _ = write!(page, "<p>Next run: {}.</p>", until(next));
+            }
             if history.recent.is_empty() {
                 page.push_str("<p>No run has finished yet.</p>");
                 continue;

@@ -7,6 +7,8 @@
 //!   shutdown, reload, bad configuration.
 //! - `sessions`: the exporter binary's logon-session hygiene: unmount retries, never logging off
 //!   a session that owns a mount, re-logon after EM forgot the session, crash loops.
+//! - `operations`: the exporter binary as operators run it: durable schedule, logon backoff,
+//!   flags, state directory, web config (TLS, basic auth), shipped examples.
 //! - `monitoring`: dashboards and alert rules: structure, PromQL, only real metrics.
 //! - `support`: shared helpers (simulator start-up, the exporter process, bounded polling).
 
@@ -15,5 +17,6 @@ mod em_client;
 mod em_fixtures;
 mod exporter;
 mod monitoring;
+mod operations;
 mod sessions;
 mod support;

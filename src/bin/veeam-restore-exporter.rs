@@ -2,10 +2,12 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use veeam_restore_exporter::app::{self, Flags};
+use veeam_restore_exporter::app;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    app::run(Flags::parse()).await
+    match app::parse_flags() {
+        Ok(flags) => app::run(flags).await,
+        Err(code) => code,
+    }
 }

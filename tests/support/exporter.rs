@@ -67,10 +67,12 @@ pub struct Exporter {
 }
 
 impl Exporter {
+    /// With `--web.enable-lifecycle`, so tests can `POST /-/reload`.
     pub async fn start(config: &Path, storage: &Path) -> Exporter {
         Exporter::start_with(&[
             &format!("--config.file={}", config.display()),
             &format!("--storage.path={}", storage.display()),
+            "--web.enable-lifecycle",
         ])
         .await
     }

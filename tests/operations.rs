@@ -1,0 +1,275 @@
+//! The exporter binary as operators run it: schedules that survive reloads and restarts, logon
+//! backoff, flags and state directories checked up front, the web config's TLS and basic auth,
+//! and the shipped examples.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+use std::time::{Duration, SystemTime};
+
+use veeam_restore_exporter::em::Endpoint;
+use veeam_restore_exporter::sim::SimServer;
+
+use crate::support::exporter::{BIN, Exporter, Setup, value};
+use crate::support::{eventually, start_sim};
+
+fn mounts_created(sim: &SimServer) -> usize {
+    sim.requests().iter().filter(|r| r.endpoint == Some(Endpoint::MountCreate)).count()
+}
+
+fn now_seconds() -> f64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+async fn reload(exporter: &Exporter) {
+    let response = reqwest::Client::new().post(exporter.url("/-/reload")).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+}
+
+/// Waits until the scheduler of the running process plans both probes at least `after` seconds
+/// from now.
+async fn both_planned_beyond(exporter: &Exporter, after: f64) {
+    for probe in ["a", "b"] {
+        let at = now_seconds() + after;
+        exporter.wait_metric("veeam_em_probe_next_run_timestamp_seconds", &[("probe", probe)], |v| v > at).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reloads_and_a_restart_do_not_run_an_hourly_probe_again_and_a_changed_probe_runs_alone() {
+    let sim = start_sim().await;
+    let probes = |b_browse: bool| {
+        format!(
+            "      - {{ name: a, kind: mount, vm: canary-win01, interval: 1h }}\n      \
+             - {{ name: b, kind: mount, vm: canary-win01, interval: 1h, browse: {b_browse} }}\n"
+        )
+    };
+    let setup = Setup::new(&sim.api_url, &probes(true));
+    let mut exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    for probe in ["a", "b"] {
+        exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", probe)], |v| v == 1.0).await;
+    }
+    assert_eq!(mounts_created(&sim), 2);
+    for _ in 0..3 {
+        reload(&exporter).await;
+    }
+    both_planned_beyond(&exporter, 3000.0).await;
+    exporter.signal("TERM");
+    assert!(exporter.wait_exit(Duration::from_secs(30)).await.success());
+
+    let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    both_planned_beyond(&exporter, 3000.0).await;
+    let page = reqwest::get(exporter.url("/")).await.unwrap().text().await.unwrap();
+    assert!(page.contains("Next run: in 59m") || page.contains("Next run: in 58m"), "the landing page shows it");
+
+    setup.write_config(&sim.api_url, &probes(false));
+    reload(&exporter).await;
+    exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", "b")], |v| v == 1.0).await;
+    // A short window in which a wrongly rescheduled probe `a` would have started (the first
+    // probe of a generation is due at once, the second a second later).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(value(&exporter.metrics().await, "veeam_em_probe_runs_total", &[("probe", "a")]), Some(0.0));
+    assert_eq!(mounts_created(&sim), 3, "3 reloads and a restart added no run; the changed probe ran alone");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_logon_backs_off_and_a_corrected_password_is_tried_at_once() {
+    let sim = start_sim().await;
+    let probes = "      - { name: a, kind: mount, vm: canary-win01, interval: 10s }\n      \
+                  - { name: b, kind: mount, vm: canary-win01, interval: 10s }\n";
+    let setup = Setup::with(&sim.api_url, probes, "wrong", "5s");
+    let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    exporter.wait_metric("veeam_em_logon_failures_total", &[("reason", "logon_failed")], |v| v == 1.0).await;
+    let m = exporter.metrics().await;
+    assert_eq!(value(&m, "veeam_em_up", &[("target", "sim")]), Some(0.0));
+    assert!(value(&m, "veeam_em_logon_backoff_seconds", &[("target", "sim")]).unwrap() >= 27.0);
+    // Keep-alives every 5s and two probes would have made 4 attempts or more in this window.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let refused = sim.requests().iter().filter(|r| r.endpoint == Some(Endpoint::Logon) && r.status == 401).count();
+    assert_eq!(refused, 1, "one refused logon, then backoff");
+    let m = exporter.metrics().await;
+    assert_eq!(value(&m, "veeam_em_logon_failures_total", &[("reason", "logon_failed")]), Some(1.0));
+    for probe in ["a", "b"] {
+        assert_eq!(
+            value(&m, "veeam_em_probe_failures_total", &[("probe", probe), ("reason", "logon_failed")]),
+            value(&m, "veeam_em_probe_runs_total", &[("probe", probe)]),
+            "probes report the logon failure without trying"
+        );
+    }
+    std::fs::write(setup.dir.path().join("password"), "canary\n").unwrap();
+    exporter.wait_metric("veeam_em_up", &[("target", "sim")], |v| v == 1.0).await;
+    exporter.wait_metric("veeam_em_logon_backoff_seconds", &[("target", "sim")], |v| v == 0.0).await;
+    sim.shutdown().await;
+}
+
+/// Runs the binary to completion with `args`; returns (exit code, stderr).
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN).args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn bad_flags_exit_1_with_one_line_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yml");
+    std::fs::write(&config, "targets: []\n").unwrap();
+    let config_flag = format!("--config.file={}", config.display());
+    let missing_web = format!("--web.config.file={}", dir.path().join("nope.yml").display());
+    let cases: &[(&[&str], &str)] = &[
+        (&["--web.telemetry-path=metrics"], "--web.telemetry-path"),
+        (&["--web.telemetry-path=/-/healthy"], "--web.telemetry-path"),
+        (&["--web.telemetry-path=/"], "--web.telemetry-path"),
+        (&["--web.telemetry-path=/a/{b}"], "--web.telemetry-path"),
+        (&["--web.telemetry-path=/m//x"], "--web.telemetry-path"),
+        (&["--web.listen-address=nonsense"], "--web.listen-address"),
+        (&["--web.listen-address=:99999"], "--web.listen-address"),
+        (&["--shutdown.grace-period=soon"], "--shutdown.grace-period"),
+        (&["--shutdown.grace-period=1.5m"], "--shutdown.grace-period"),
+        (&["--log.level=loud"], "--log.level"),
+        (&["--log.format=xml"], "--log.format"),
+        (&["--web.no-such-flag"], "--web.no-such-flag"),
+        (&[missing_web.as_str()], "--web.config.file"),
+    ];
+    for (args, flag) in cases {
+        let mut all = vec![config_flag.as_str(), "--web.listen-address=127.0.0.1:0"];
+        all.retain(|a| !args.iter().any(|b| b.split('=').next() == a.split('=').next()));
+        all.extend_from_slice(args);
+        let (code, stderr) = run(&all);
+        assert_eq!(code, 1, "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: one line: {stderr}");
+        assert!(stderr.contains(flag), "{args:?} names {flag}: {stderr}");
+    }
+    let (code, _) = run(&["--version"]);
+    assert_eq!(code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_existing_state_directory_keeps_its_mode_and_a_world_writable_one_is_refused() {
+    let sim = start_sim().await;
+    let setup = Setup::new(&sim.api_url, "      - { name: a, kind: mount, vm: canary-win01, interval: 1h }\n");
+    let shared = setup.dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exporter = Exporter::start(&setup.config_path(), &shared).await;
+    exporter.wait_metric("veeam_em_probe_success", &[("probe", "a")], |v| v == 1.0).await;
+    assert_eq!(std::fs::metadata(&shared).unwrap().permissions().mode() & 0o777, 0o755);
+    let private = std::fs::metadata(shared.join("mounts")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(private, 0o700, "records live in a subdirectory the exporter owns");
+    drop(exporter);
+
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let config = format!("--config.file={}", setup.config_path().display());
+    let storage = format!("--storage.path={}", shared.display());
+    let (code, stderr) = run(&[&config, &storage, "--web.listen-address=127.0.0.1:0"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("writable by group or others"), "{stderr}");
+    sim.shutdown().await;
+}
+
+#[test]
+fn every_shipped_example_passes_its_own_check() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yml" || e == "yaml") && !path.ends_with("web-config.yml") {
+            let out = Command::new(BIN).args(["--config.check", &format!("--config.file={}", path.display())]).output();
+            let out = out.unwrap();
+            assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1);
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, as PEM files in `dir`.
+fn certificates(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, &ca_key);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.join("server.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    let ca_path = dir.join("ca.pem");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    (ca_path, ca.pem())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_web_config_serves_tls_and_requires_basic_auth() {
+    let sim = start_sim().await;
+    let setup = Setup::new(&sim.api_url, "      - { name: a, kind: mount, vm: canary-win01, interval: 1h }\n");
+    let (_, ca_pem) = certificates(setup.dir.path());
+    let hash = bcrypt::hash("scrape-pw", 4).unwrap();
+    let web = setup.dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  min_version: TLS12\n\
+             http_server_config:\n  headers:\n    X-Frame-Options: deny\n\
+             basic_auth_users:\n  prometheus: '{hash}'\n"
+        ),
+    )
+    .unwrap();
+    let exporter = Exporter::start_with(&[
+        &format!("--config.file={}", setup.config_path().display()),
+        &format!("--storage.path={}", setup.storage().display()),
+        &format!("--web.config.file={}", web.display()),
+        "--web.enable-lifecycle",
+    ])
+    .await;
+    let url = |path: &str| format!("https://{}{path}", exporter.addr);
+    let plain = reqwest::Client::new();
+    assert!(plain.get(url("/metrics")).send().await.is_err(), "an untrusted certificate is refused");
+    let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap();
+    let client = reqwest::Client::builder().tls_certs_merge([ca]).build().unwrap();
+
+    let anonymous = client.get(url("/metrics")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert!(anonymous.headers().contains_key("www-authenticate"));
+    let wrong = client.get(url("/metrics")).basic_auth("prometheus", Some("nope")).send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let ok = client.get(url("/metrics")).basic_auth("prometheus", Some("scrape-pw")).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(ok.headers().get("x-frame-options").unwrap(), "deny");
+    assert!(ok.text().await.unwrap().contains("veeam_em_up"));
+    assert_eq!(client.post(url("/-/reload")).send().await.unwrap().status(), 401);
+    let reloaded = client.post(url("/-/reload")).basic_auth("prometheus", Some("scrape-pw")).send().await.unwrap();
+    assert_eq!(reloaded.status(), 200);
+    assert_eq!(client.get(url("/")).send().await.unwrap().status(), 401, "the landing page shows targets");
+    assert_eq!(client.get(url("/-/healthy")).send().await.unwrap().status(), 200, "health needs no password");
+
+    // Read again per request: a rotated password applies at once.
+    let rotated = bcrypt::hash("rotated-pw", 4).unwrap();
+    let text = std::fs::read_to_string(&web).unwrap().replace(&hash, &rotated);
+    std::fs::write(&web, text).unwrap();
+    let old = client.get(url("/metrics")).basic_auth("prometheus", Some("scrape-pw")).send().await.unwrap();
+    assert_eq!(old.status(), 401);
+    let new = client.get(url("/metrics")).basic_auth("prometheus", Some("rotated-pw")).send().await.unwrap();
+    assert_eq!(new.status(), 200);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_over_http_needs_the_lifecycle_flag() {
+    let sim = start_sim().await;
+    let setup = Setup::new(&sim.api_url, "      - { name: a, kind: mount, vm: canary-win01, interval: 1h }\n");
+    let exporter = Exporter::start_with(&[
+        &format!("--config.file={}", setup.config_path().display()),
+        &format!("--storage.path={}", setup.storage().display()),
+    ])
+    .await;
+    let response = reqwest::Client::new().post(exporter.url("/-/reload")).send().await.unwrap();
+    assert_eq!(response.status(), 403);
+    exporter.signal("HUP");
+    eventually(Duration::from_secs(20), "SIGHUP to reload", || async {
+        exporter.logs().contains("configuration reloaded").then_some(())
+    })
+    .await;
+    sim.shutdown().await;
+}
