@@ -10,10 +10,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_norway::Value;
 
-use crate::em::{Format, OsKind, PointKind};
+use crate::duration::Prom;
+use crate::em::Format;
+use crate::fields::Fields;
+use crate::probe::{Kind, Spec, StepTimeouts};
 use crate::secret::Secret;
 
 /// The whole configuration, validated.
@@ -43,7 +45,7 @@ pub struct Target {
     /// Task polling starts at `poll_initial` and backs off to `poll_max`.
     pub poll_initial: Duration,
     pub poll_max: Duration,
-    pub probes: Vec<Probe>,
+    pub probes: Vec<Spec>,
 }
 
 /// Where a target's password comes from. Never a literal in the config or on the command line.
@@ -68,197 +70,11 @@ impl PasswordSource {
     }
 }
 
-/// One probe: what it does and how often.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Probe {
-    /// The `probe` label value, unique within its target.
-    pub name: String,
-    pub kind: ProbeKind,
-    pub vm: String,
-    pub interval: Duration,
-    /// Budget for the probe's work steps. Cleanup (unmount) always runs on its own timeout.
-    pub timeout: Duration,
-    pub steps: StepTimeouts,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum ProbeKind {
-    Mount {
-        point: PointKind,
-        os_kind: Option<OsKind>,
-        browse: bool,
-    },
-    FileRestore {
-        path: String,
-        mode: RestoreMode,
-        /// For `download` mode, which mounts first.
-        os_kind: Option<OsKind>,
-        expected_size: Option<u64>,
-        expected_sha256: Option<String>,
-    },
-}
-
-impl ProbeKind {
-    /// The `kind` label value.
-    pub fn label(&self) -> &'static str {
-        match self {
-            ProbeKind::Mount { .. } => "mount",
-            ProbeKind::FileRestore { .. } => "file_restore",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RestoreMode {
-    /// The documented catalog restore: **writes into the production VM**.
-    Catalog,
-    /// Mount, restore for direct download, fetch the file, unmount. Touches nothing in the VM.
-    Download,
-}
-
-/// Per-step timeouts. Each bounds one step on its own.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StepTimeouts {
-    /// Finding the newest restore point.
-    #[serde(with = "crate::duration::serde")]
-    pub lookup: Duration,
-    /// Mount task to `Finished`.
-    #[serde(with = "crate::duration::serde")]
-    pub mount: Duration,
-    /// Reading the mount and listing a directory.
-    #[serde(with = "crate::duration::serde")]
-    pub browse: Duration,
-    /// Restore task to `Finished` (catalog or download restore).
-    #[serde(with = "crate::duration::serde")]
-    pub restore: Duration,
-    /// Catalog restore session to `Stopped`.
-    #[serde(with = "crate::duration::serde")]
-    pub restore_session: Duration,
-    /// Fetching the restored file.
-    #[serde(with = "crate::duration::serde")]
-    pub download: Duration,
-    /// Deleting the mount and confirming it is gone.
-    #[serde(with = "crate::duration::serde")]
-    pub unmount: Duration,
-}
-
-impl Default for StepTimeouts {
-    fn default() -> StepTimeouts {
-        let m = |n: u64| Duration::from_secs(n * 60);
-        StepTimeouts {
-            lookup: m(1),
-            mount: m(10),
-            browse: m(2),
-            restore: m(10),
-            restore_session: m(30),
-            download: m(5),
-            unmount: m(5),
-        }
-    }
-}
-
-// ---- raw (as written) ---------------------------------------------------------------------
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    targets: Vec<Value>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTarget {
-    name: String,
-    url: String,
-    username: String,
-    #[serde(default)]
-    password_file: Option<PathBuf>,
-    #[serde(default)]
-    password_env: Option<String>,
-    #[serde(default)]
-    tls_config: RawTls,
-    #[serde(default)]
-    format: Format,
-    #[serde(default = "default_concurrency")]
-    max_concurrent_probes: usize,
-    #[serde(default = "default_request_timeout", with = "crate::duration::serde")]
-    request_timeout: Duration,
-    #[serde(default = "default_keepalive", with = "crate::duration::serde")]
-    keepalive_interval: Duration,
-    #[serde(default = "default_poll_initial", with = "crate::duration::serde")]
-    poll_initial: Duration,
-    #[serde(default = "default_poll_max", with = "crate::duration::serde")]
-    poll_max: Duration,
-    #[serde(default)]
-    probes: Vec<Value>,
-}
-
-#[derive(Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTls {
-    #[serde(default)]
-    ca_file: Option<PathBuf>,
-    #[serde(default)]
-    insecure_skip_verify: bool,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProbe {
-    name: String,
-    kind: RawKind,
-    vm: String,
-    #[serde(with = "crate::duration::serde")]
-    interval: Duration,
-    #[serde(default = "default_probe_timeout", with = "crate::duration::serde")]
-    timeout: Duration,
-    #[serde(default)]
-    step_timeouts: StepTimeouts,
-    // mount
-    #[serde(default)]
-    point: Option<PointKind>,
-    #[serde(default)]
-    os_kind: Option<OsKind>,
-    #[serde(default)]
-    browse: Option<bool>,
-    // file_restore
-    #[serde(default)]
-    path: Option<String>,
-    #[serde(default)]
-    mode: Option<RestoreMode>,
-    #[serde(default)]
-    expected_size: Option<u64>,
-    #[serde(default)]
-    expected_sha256: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum RawKind {
-    Mount,
-    FileRestore,
-}
-
-fn default_concurrency() -> usize {
-    1
-}
-fn default_request_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_keepalive() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_poll_initial() -> Duration {
-    Duration::from_millis(500)
-}
-fn default_poll_max() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_probe_timeout() -> Duration {
-    Duration::from_secs(30 * 60)
-}
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
+const DEFAULT_POLL_INITIAL: Duration = Duration::from_millis(500);
+const DEFAULT_POLL_MAX: Duration = Duration::from_secs(10);
+const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// All problems found in a configuration, each with where it is.
 #[derive(Debug, PartialEq)]
@@ -285,26 +101,28 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 
 /// Parses configuration text; relative paths resolve against `base_dir`.
 pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
-    let raw: RawConfig = serde_norway::from_str(text).map_err(|e| ConfigErrors(vec![yaml_error("config", &e)]))?;
+    let root: Value = serde_norway::from_str(text).map_err(|e| ConfigErrors(vec![yaml_error("config", &e)]))?;
     let mut errors = Vec::new();
     let mut targets = Vec::new();
     let mut target_names = HashSet::new();
-    if raw.targets.is_empty() {
+    let raw_targets: Vec<Value> = {
+        let Some(mut top) = Fields::new(root, "config", &mut errors) else { return Err(ConfigErrors(errors)) };
+        let listed = top.required("targets").unwrap_or_default();
+        top.finish(None);
+        listed
+    };
+    if raw_targets.is_empty() && errors.is_empty() {
         errors.push("targets: at least one target is required".to_owned());
     }
-    for (i, value) in raw.targets.into_iter().enumerate() {
+    for (i, value) in raw_targets.into_iter().enumerate() {
         let at = format!("targets[{i}]{}", name_hint(&value));
-        let t: RawTarget = match serde_norway::from_value(value) {
-            Ok(t) => t,
-            Err(e) => {
-                errors.push(yaml_error(&at, &e));
-                continue;
-            }
-        };
-        if !target_names.insert(t.name.clone()) {
-            errors.push(format!("{at}.name: duplicate target name {:?}", t.name));
+        // Checked on the raw value, so a target with other problems still counts.
+        if let Some(name) = value.get("name").and_then(Value::as_str)
+            && !target_names.insert(name.to_owned())
+        {
+            errors.push(format!("{at}.name: duplicate target name {name:?}"));
         }
-        if let Some(target) = check_target(t, &at, base_dir, &mut errors) {
+        if let Some(target) = decode_target(value, &at, base_dir, &mut errors) {
             targets.push(target);
         }
     }
@@ -327,217 +145,189 @@ fn resolve(base_dir: &Path, path: PathBuf) -> PathBuf {
 }
 
 /// Label values must be short and plain: they end up in every series of the target or probe.
-fn check_label(value: &str, at: &str, errors: &mut Vec<String>) {
+fn check_label(f: &mut Fields, key: &str, value: &str) {
     let ok = !value.is_empty()
         && value.len() <= 64
         && value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !ok {
-        errors.push(format!("{at}: {value:?} must be 1-64 characters of A-Z a-z 0-9 - _ ."));
+        f.error(key, format!("{value:?} must be 1-64 characters of A-Z a-z 0-9 - _ ."));
     }
 }
 
-fn check_target(t: RawTarget, at: &str, base_dir: &Path, errors: &mut Vec<String>) -> Option<Target> {
-    let before = errors.len();
-    check_label(&t.name, &format!("{at}.name"), errors);
-    let url = match reqwest::Url::parse(&t.url) {
+/// A duration key with a default, which must be greater than 0.
+fn positive_duration(f: &mut Fields, key: &str, default: Duration) -> Duration {
+    let Prom(d) = f.or(key, Prom(default));
+    if d.is_zero() {
+        f.error(key, "must be greater than 0");
+    }
+    d
+}
+
+fn decode_url(f: &mut Fields) -> Option<reqwest::Url> {
+    let text: String = f.required("url")?;
+    let url = match reqwest::Url::parse(&text) {
         // Credentials in the URL would end up on the landing page and in logs.
         Ok(u) if !u.username().is_empty() || u.password().is_some() => {
-            errors.push(format!("{at}.url: must not contain credentials; use username and password_file"));
-            None
+            f.error("url", "must not contain credentials; use username and password_file");
+            return None;
         }
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Some(u),
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => u,
         Ok(_) => {
-            errors.push(format!("{at}.url: {:?} must be an http(s) URL with a host", t.url));
-            None
+            f.error("url", format!("{text:?} must be an http(s) URL with a host"));
+            return None;
         }
         Err(e) => {
-            errors.push(format!("{at}.url: {:?}: {e}", t.url));
-            None
+            f.error("url", format!("{text:?}: {e}"));
+            return None;
         }
     };
-    if url.as_ref().is_some_and(|u| u.scheme() == "http") {
-        tracing::warn!(target_name = %t.name, "EM URL uses plain http: the password and session token travel unencrypted");
-    }
-    if t.username.is_empty() {
-        errors.push(format!("{at}.username: must not be empty"));
-    }
-    let password = match (t.password_file, t.password_env) {
+    Some(url)
+}
+
+fn decode_password(f: &mut Fields, base_dir: &Path) -> Option<PasswordSource> {
+    let file: Option<PathBuf> = f.optional("password_file");
+    let env: Option<String> = f.optional("password_env");
+    match (file, env) {
         (Some(file), None) => Some(PasswordSource::File(resolve(base_dir, file))),
         (None, Some(env)) if !env.is_empty() => Some(PasswordSource::Env(env)),
         (None, Some(_)) => {
-            errors.push(format!("{at}.password_env: must not be empty"));
+            f.error("password_env", "must not be empty");
             None
         }
         (Some(_), Some(_)) => {
-            errors.push(format!("{at}: set only one of password_file and password_env"));
+            f.error("", "set only one of password_file and password_env");
             None
         }
         (None, None) => {
-            errors.push(format!("{at}: one of password_file or password_env is required"));
+            f.error("", "one of password_file or password_env is required");
             None
         }
-    };
-    if t.tls_config.insecure_skip_verify && t.tls_config.ca_file.is_some() {
-        errors.push(format!("{at}.tls_config: ca_file and insecure_skip_verify contradict each other"));
     }
-    let ca_file = t.tls_config.ca_file.map(|f| resolve(base_dir, f));
-    if let Some(f) = &ca_file
-        && !f.is_file()
+}
+
+/// `tls_config`: `(ca_file, insecure_skip_verify)`.
+fn decode_tls(f: &mut Fields, base_dir: &Path) -> (Option<PathBuf>, bool) {
+    let Some(mut tls) = f.nested("tls_config") else { return (None, false) };
+    let ca_file: Option<PathBuf> = tls.optional("ca_file");
+    let insecure = tls.or("insecure_skip_verify", false);
+    let ca_file = ca_file.map(|c| resolve(base_dir, c));
+    if insecure && ca_file.is_some() {
+        tls.error("", "ca_file and insecure_skip_verify contradict each other");
+    }
+    if let Some(c) = &ca_file
+        && !c.is_file()
     {
-        errors.push(format!("{at}.tls_config.ca_file: {} is not a readable file", f.display()));
+        tls.error("ca_file", format!("{} is not a readable file", c.display()));
     }
-    if t.max_concurrent_probes == 0 {
-        errors.push(format!("{at}.max_concurrent_probes: must be at least 1"));
+    tls.finish(None);
+    (ca_file, insecure)
+}
+
+fn decode_target(value: Value, at: &str, base_dir: &Path, errors: &mut Vec<String>) -> Option<Target> {
+    let mut f = Fields::new(value, at, errors)?;
+    let name: Option<String> = f.required("name");
+    if let Some(n) = &name {
+        check_label(&mut f, "name", n);
     }
-    for (key, d) in [
-        ("request_timeout", t.request_timeout),
-        ("keepalive_interval", t.keepalive_interval),
-        ("poll_initial", t.poll_initial),
-        ("poll_max", t.poll_max),
-    ] {
-        if d.is_zero() {
-            errors.push(format!("{at}.{key}: must be greater than 0"));
-        }
+    let url = decode_url(&mut f);
+    if url.as_ref().is_some_and(|u| u.scheme() == "http") {
+        tracing::warn!(
+            target_name = name.as_deref().unwrap_or(""),
+            "EM URL uses plain http: the password and session token travel unencrypted"
+        );
     }
-    if t.keepalive_interval >= Duration::from_secs(14 * 60) {
-        errors.push(format!("{at}.keepalive_interval: must be well under EM's 15m idle timeout"));
+    let username: Option<String> = f.required("username");
+    if username.as_deref() == Some("") {
+        f.error("username", "must not be empty");
     }
-    if t.poll_initial > t.poll_max {
-        errors.push(format!("{at}.poll_initial: must not exceed poll_max"));
+    let password = decode_password(&mut f, base_dir);
+    let (ca_file, insecure_skip_verify) = decode_tls(&mut f, base_dir);
+    let format = f.or("format", Format::Xml);
+    let max_concurrent_probes = f.or("max_concurrent_probes", 1usize);
+    if max_concurrent_probes == 0 {
+        f.error("max_concurrent_probes", "must be at least 1");
     }
-    if t.probes.is_empty() {
-        errors.push(format!("{at}.probes: at least one probe is required"));
+    let request_timeout = positive_duration(&mut f, "request_timeout", DEFAULT_REQUEST_TIMEOUT);
+    let keepalive_interval = positive_duration(&mut f, "keepalive_interval", DEFAULT_KEEPALIVE);
+    if keepalive_interval >= Duration::from_secs(14 * 60) {
+        f.error("keepalive_interval", "must be well under EM's 15m idle timeout");
+    }
+    let poll_initial = positive_duration(&mut f, "poll_initial", DEFAULT_POLL_INITIAL);
+    let poll_max = positive_duration(&mut f, "poll_max", DEFAULT_POLL_MAX);
+    if poll_initial > poll_max {
+        f.error("poll_initial", "must not exceed poll_max");
+    }
+    let raw_probes: Vec<Value> = f.or("probes", Vec::new());
+    if raw_probes.is_empty() {
+        f.error("probes", "at least one probe is required");
     }
     let mut probes = Vec::new();
     let mut probe_names = HashSet::new();
-    for (j, value) in t.probes.into_iter().enumerate() {
-        let at = format!("{at}.probes[{j}]{}", name_hint(&value));
-        match serde_norway::from_value::<RawProbe>(value) {
-            Ok(p) => {
-                if !probe_names.insert(p.name.clone()) {
-                    errors.push(format!("{at}.name: duplicate probe name {:?}", p.name));
-                }
-                if let Some(p) = check_probe(p, &at, errors) {
-                    probes.push(p);
-                }
+    for (j, value) in raw_probes.into_iter().enumerate() {
+        let at = format!("{}.probes[{j}]{}", f.at(), name_hint(&value));
+        if let Some(p) = decode_probe(value, &at, f.errors()) {
+            if !probe_names.insert(p.name.clone()) {
+                f.errors().push(format!("{at}.name: duplicate probe name {:?}", p.name));
             }
-            Err(e) => errors.push(yaml_error(&at, &e)),
+            probes.push(p);
         }
     }
-    (errors.len() == before).then(|| Target {
-        name: t.name,
-        url: url.expect("checked"),
-        username: t.username,
-        password: password.expect("checked"),
+    if !f.finish(None) {
+        return None;
+    }
+    Some(Target {
+        name: name?,
+        url: url?,
+        username: username?,
+        password: password?,
         ca_file,
-        insecure_skip_verify: t.tls_config.insecure_skip_verify,
-        format: t.format,
-        max_concurrent_probes: t.max_concurrent_probes,
-        request_timeout: t.request_timeout,
-        keepalive_interval: t.keepalive_interval,
-        poll_initial: t.poll_initial,
-        poll_max: t.poll_max,
+        insecure_skip_verify,
+        format,
+        max_concurrent_probes,
+        request_timeout,
+        keepalive_interval,
+        poll_initial,
+        poll_max,
         probes,
     })
 }
 
-fn check_probe(p: RawProbe, at: &str, errors: &mut Vec<String>) -> Option<Probe> {
-    let before = errors.len();
-    check_label(&p.name, &format!("{at}.name"), errors);
-    if p.vm.is_empty() {
-        errors.push(format!("{at}.vm: must not be empty"));
+fn decode_probe(value: Value, at: &str, errors: &mut Vec<String>) -> Option<Spec> {
+    let mut f = Fields::new(value, at, errors)?;
+    let name: Option<String> = f.required("name");
+    if let Some(n) = &name {
+        check_label(&mut f, "name", n);
     }
-    if p.interval < Duration::from_secs(1) {
-        errors.push(format!("{at}.interval: must be at least 1s"));
+    let vm: Option<String> = f.required("vm");
+    if vm.as_deref() == Some("") {
+        f.error("vm", "must not be empty");
     }
-    if p.timeout.is_zero() {
-        errors.push(format!("{at}.timeout: must be greater than 0"));
+    let interval = f.required::<Prom>("interval").map(|Prom(d)| d);
+    if interval.is_some_and(|d| d < Duration::from_secs(1)) {
+        f.error("interval", "must be at least 1s");
     }
-    let s = &p.step_timeouts;
-    for (key, d) in [
-        ("lookup", s.lookup),
-        ("mount", s.mount),
-        ("browse", s.browse),
-        ("restore", s.restore),
-        ("restore_session", s.restore_session),
-        ("download", s.download),
-        ("unmount", s.unmount),
-    ] {
-        if d.is_zero() {
-            errors.push(format!("{at}.step_timeouts.{key}: must be greater than 0"));
-        }
-    }
-    let misplaced = |keys: &[(&str, bool)], kind: &str, errors: &mut Vec<String>| {
-        for (key, set) in keys {
-            if *set {
-                errors.push(format!("{at}.{key}: not a setting of a {kind} probe"));
-            }
+    let timeout = positive_duration(&mut f, "timeout", DEFAULT_PROBE_TIMEOUT);
+    let kind = Kind::decode(&mut f);
+    let owner = kind.as_ref().map(Kind::owner);
+    let steps = match &kind {
+        Some(k) => StepTimeouts::decode(&mut f, k.phases(), owner.as_deref().unwrap_or("this probe")),
+        None => {
+            f.raw("step_timeouts");
+            StepTimeouts::default()
         }
     };
-    let kind = match p.kind {
-        RawKind::Mount => {
-            misplaced(
-                &[
-                    ("path", p.path.is_some()),
-                    ("mode", p.mode.is_some()),
-                    ("expected_size", p.expected_size.is_some()),
-                    ("expected_sha256", p.expected_sha256.is_some()),
-                ],
-                "mount",
-                errors,
-            );
-            ProbeKind::Mount {
-                point: p.point.unwrap_or(PointKind::Backup),
-                os_kind: p.os_kind,
-                browse: p.browse.unwrap_or(true),
-            }
-        }
-        RawKind::FileRestore => {
-            misplaced(&[("point", p.point.is_some()), ("browse", p.browse.is_some())], "file_restore", errors);
-            let mode = p.mode.unwrap_or_else(|| {
-                errors.push(format!("{at}.mode: required for file_restore (catalog or download)"));
-                RestoreMode::Download
-            });
-            if mode == RestoreMode::Catalog && p.os_kind.is_some() {
-                errors.push(format!("{at}.os_kind: only used by mount and download probes"));
-            }
-            if mode == RestoreMode::Catalog && (p.expected_size.is_some() || p.expected_sha256.is_some()) {
-                errors.push(format!(
-                    "{at}: expected_size/expected_sha256 need mode download (catalog restores are not read back)"
-                ));
-            }
-            let path = p.path.filter(|s| !s.trim().is_empty()).unwrap_or_else(|| {
-                errors.push(format!("{at}.path: required for file_restore"));
-                String::new()
-            });
-            let sha = p.expected_sha256.map(|s| s.to_ascii_lowercase());
-            if let Some(h) = &sha
-                && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
-            {
-                errors.push(format!("{at}.expected_sha256: must be 64 hex digits"));
-            }
-            ProbeKind::FileRestore {
-                path,
-                mode,
-                os_kind: p.os_kind,
-                expected_size: p.expected_size,
-                expected_sha256: sha,
-            }
-        }
-    };
-    (errors.len() == before).then_some(Probe {
-        name: p.name,
-        kind,
-        vm: p.vm,
-        interval: p.interval,
-        timeout: p.timeout,
-        steps: p.step_timeouts,
-    })
+    // Without a known kind, its keys cannot be judged: only the kind's error is reported.
+    let kind = kind?;
+    if !f.finish(owner.as_deref()) {
+        return None;
+    }
+    Some(Spec { name: name?, vm: vm?, interval: interval?, timeout, steps, kind })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::Phase;
 
     const GOOD: &str = r#"
 targets:
@@ -565,9 +355,10 @@ targets:
         assert_eq!(t.format, Format::Xml);
         assert_eq!(t.max_concurrent_probes, 1);
         assert_eq!(t.probes.len(), 2);
-        assert_eq!(t.probes[0].kind, ProbeKind::Mount { point: PointKind::Backup, os_kind: None, browse: true });
-        assert_eq!(t.probes[1].steps.mount, Duration::from_secs(120));
-        assert_eq!(t.probes[1].steps.unmount, Duration::from_secs(300));
+        assert_eq!(t.probes[0].kind.label(), "mount");
+        assert_eq!(t.probes[1].kind.mode(), Some("download"));
+        assert_eq!(t.probes[1].steps.get(Phase::Mount), Duration::from_secs(120));
+        assert_eq!(t.probes[1].steps.get(Phase::Unmount), Duration::from_secs(300));
     }
 
     #[test]
@@ -600,15 +391,51 @@ targets:
         let expected = [
             "targets[0] (em-prod).url: \"not a url\"",
             "targets[0] (em-prod): set only one of password_file and password_env",
-            "targets[0] (em-prod).probes[0] (m): ",
+            "targets[0] (em-prod).probes[0] (m).interval: invalid duration \"5x\"",
             "targets[0] (em-prod).probes[1] (m2).path: not a setting of a mount probe",
             "targets[0] (em-prod).probes[2] (f).mode: required for file_restore",
-            "targets[0] (em-prod).probes[2] (f).path: required for file_restore",
             "targets[1] (em-prod).name: duplicate target name",
-            "targets[1] (em-prod).probes[0] (bad name): unknown field `intervall`",
+            "targets[1] (em-prod).probes[0] (bad name).name: \"bad name\" must be",
+            "targets[1] (em-prod).probes[0] (bad name).intervall: not a setting of a mount probe",
             "targets[2] (em-leaky).url: must not contain credentials",
         ];
         assert!(!errors.iter().any(|e| e.contains("hunter2")), "errors never echo a password: {errors:#?}");
+        for e in expected {
+            assert!(errors.iter().any(|x| x.starts_with(e)), "missing {e:?} in {errors:#?}");
+        }
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    }
+
+    #[test]
+    fn one_bad_value_hides_no_other_and_each_names_its_key() {
+        let bad = r#"
+targets:
+  - name: em
+    url: https://em:9398/api/
+    username: svc
+    password_env: P
+    keepalive_interval: 15min
+    request_timeout: 1.5h
+    max_concurrent_probes: many
+    tls_config: { ca_file: /nonexistent/ca.pem, verify: no }
+    probes:
+      - { name: m, kind: mount, vm: v, interval: -5m, timeout: 1x, browse: maybe, step_timeouts: { mount: 0s, download: 1m } }
+      - { name: d, kind: file_restore, mode: download, vm: v, interval: 1m, path: C:/x, expected_sha256: abc }
+"#;
+        let errors = parse(bad, Path::new("/")).unwrap_err().0;
+        let expected = [
+            "targets[0] (em).keepalive_interval: invalid duration \"15min\"",
+            "targets[0] (em).request_timeout: invalid duration \"1.5h\"",
+            "targets[0] (em).max_concurrent_probes: ",
+            "targets[0] (em).tls_config.ca_file: /nonexistent/ca.pem is not a readable file",
+            "targets[0] (em).tls_config.verify: unknown key",
+            "targets[0] (em).probes[0] (m).interval: invalid duration \"-5m\"",
+            "targets[0] (em).probes[0] (m).timeout: invalid duration \"1x\"",
+            "targets[0] (em).probes[0] (m).browse: ",
+            "targets[0] (em).probes[0] (m).step_timeouts.mount: must be greater than 0",
+            "targets[0] (em).probes[0] (m).step_timeouts.download: not a setting of a mount probe",
+            "targets[0] (em).probes[1] (d).expected_sha256: must be 64 hex digits",
+        ];
         for e in expected {
             assert!(errors.iter().any(|x| x.starts_with(e)), "missing {e:?} in {errors:#?}");
         }
@@ -620,7 +447,7 @@ targets:
         let errors = parse("targets:\n  - name: [\n", Path::new("/")).unwrap_err().0;
         assert!(errors[0].contains("line"), "{errors:?}");
         let errors = parse("targets: []\nextra: 1\n", Path::new("/")).unwrap_err().0;
-        assert!(errors[0].contains("unknown field `extra`"), "{errors:?}");
+        assert!(errors[0].contains("config.extra: unknown key"), "{errors:?}");
     }
 
     #[test]

@@ -70,6 +70,16 @@ pub fn format(d: Duration) -> String {
     out
 }
 
+/// A duration as written in the configuration, for decoding key by key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prom(pub Duration);
+
+impl<'de> ::serde::Deserialize<'de> for Prom {
+    fn deserialize<D: ::serde::Deserializer<'de>>(d: D) -> Result<Prom, D::Error> {
+        serde::deserialize(d).map(Prom)
+    }
+}
+
 /// `#[serde(with = "crate::duration::serde")]` for `Duration` fields of the configuration.
 pub mod serde {
     use std::time::Duration;

@@ -11,6 +11,7 @@
 //! - [`schedule`]: when each probe runs next, persisted across restarts and reloads.
 //! - [`scheduler`]: runs probes on their schedules and publishes results.
 //! - [`metrics`]: every metric name, in one place.
+//! - [`fields`]: strict decoding of YAML mappings key by key (every problem, each named).
 //! - [`history`]: recent runs for the landing page.
 //! - [`web`]: landing page, `/metrics`, health, readiness, reload.
 //! - [`web_config`]: `--web.config.file` (TLS, basic auth, headers), exporter-toolkit format.
@@ -21,6 +22,7 @@ pub mod app;
 pub mod config;
 pub mod duration;
 pub mod em;
+pub mod fields;
 pub mod history;
 pub mod ledger;
 pub mod metrics;

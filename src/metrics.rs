@@ -15,8 +15,9 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::config::{Config, ProbeKind, RestoreMode};
+use crate::config::Config;
 use crate::em::{Endpoint, RequestObserver};
+use crate::probe::{Kind, Operation, Phase, ProbeError, RestoreResult, RunObserver, TaskOutcome};
 
 const CACHED: &str = "Cached from the latest scheduled run; scrapes never trigger a probe.";
 
@@ -24,23 +25,11 @@ const CACHED: &str = "Cached from the latest scheduled run; scrapes never trigge
 pub const PHASE_BUCKETS: &[f64] = &[0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0];
 const API_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
-/// Task operations the probes start, with the results a task can have.
-pub const TASK_OPERATIONS: &[&str] = &["MountRestorePoint", "FileRestoreFromMountPoint", "BrowseVM", "RestoreFile"];
-pub const TASK_RESULTS: &[&str] = &["success", "failed", "timeout"];
-pub const RESTORE_RESULTS: &[&str] = &["success", "warning", "failed", "unknown"];
 pub const ORPHAN_STATES: &[&str] = &["retrying", "unresolved"];
 
-/// The phases of each kind of probe, in order.
-pub fn phases(kind: &ProbeKind) -> &'static [&'static str] {
-    match kind {
-        ProbeKind::Mount { .. } => &["lookup", "mount", "browse", "unmount"],
-        ProbeKind::FileRestore { mode: RestoreMode::Catalog, .. } => {
-            &["lookup", "browse", "restore", "restore_session"]
-        }
-        ProbeKind::FileRestore { mode: RestoreMode::Download, .. } => {
-            &["lookup", "mount", "restore", "download", "unmount"]
-        }
-    }
+/// Whether a kind of probe follows restore sessions (so those series exist for it).
+fn follows_restore_sessions(kind: &Kind) -> bool {
+    kind.phases().contains(&Phase::RestoreSession)
 }
 
 pub struct Metrics {
@@ -291,10 +280,10 @@ impl Metrics {
             for state in ORPHAN_STATES {
                 self.orphaned_mounts.with_label_values(&[target, state]);
             }
-            for op in TASK_OPERATIONS {
-                self.task_polls.with_label_values(&[target, op]);
-                for result in TASK_RESULTS {
-                    self.tasks.with_label_values(&[target, op, result]);
+            for op in Operation::ALL {
+                self.task_polls.with_label_values(&[target, op.as_str()]);
+                for result in TaskOutcome::ALL {
+                    self.tasks.with_label_values(&[target, op.as_str(), result.as_str()]);
                 }
             }
             for p in &t.probes {
@@ -302,17 +291,17 @@ impl Metrics {
                 self.probe_runs.with_label_values(&[target, probe, kind]);
                 self.probe_interval.with_label_values(&[target, probe, kind]).set(p.interval.as_secs_f64());
                 self.probe_timeout.with_label_values(&[target, probe, kind]).set(p.timeout.as_secs_f64());
-                for reason in crate::probe::failure_reasons() {
+                for reason in ProbeError::reasons() {
                     self.probe_failures.with_label_values(&[target, probe, kind, reason]);
                 }
-                if let ProbeKind::FileRestore { mode: RestoreMode::Catalog, .. } = p.kind {
-                    for result in RESTORE_RESULTS {
-                        self.restore_sessions.with_label_values(&[target, probe, result]);
+                if follows_restore_sessions(&p.kind) {
+                    for result in RestoreResult::ALL {
+                        self.restore_sessions.with_label_values(&[target, probe, result.as_str()]);
                     }
                     self.restore_progress.with_label_values(&[target, probe]);
                 }
-                for phase in phases(&p.kind) {
-                    self.phase_duration.with_label_values(&[target, probe, phase]);
+                for phase in p.kind.phases() {
+                    self.phase_duration.with_label_values(&[target, probe, phase.as_str()]);
                 }
             }
         }
@@ -334,10 +323,10 @@ impl Metrics {
                 for state in ORPHAN_STATES {
                     let _ = self.orphaned_mounts.remove_label_values(&[target, state]);
                 }
-                for op in TASK_OPERATIONS {
-                    let _ = self.task_polls.remove_label_values(&[target, op]);
-                    for result in TASK_RESULTS {
-                        let _ = self.tasks.remove_label_values(&[target, op, result]);
+                for op in Operation::ALL {
+                    let _ = self.task_polls.remove_label_values(&[target, op.as_str()]);
+                    for result in TaskOutcome::ALL {
+                        let _ = self.tasks.remove_label_values(&[target, op.as_str(), result.as_str()]);
                     }
                 }
                 for endpoint in Endpoint::ALL {
@@ -363,17 +352,17 @@ impl Metrics {
                     let _ = vec.remove_label_values(&[target, probe, kind]);
                 }
                 let _ = self.probe_runs.remove_label_values(&[target, probe, kind]);
-                for reason in crate::probe::failure_reasons() {
+                for reason in ProbeError::reasons() {
                     let _ = self.probe_failures.remove_label_values(&[target, probe, kind, reason]);
                 }
-                for result in RESTORE_RESULTS {
-                    let _ = self.restore_sessions.remove_label_values(&[target, probe, result]);
+                for result in RestoreResult::ALL {
+                    let _ = self.restore_sessions.remove_label_values(&[target, probe, result.as_str()]);
                 }
                 let _ = self.restore_progress.remove_label_values(&[target, probe]);
                 let _ = self.point_creation.remove_label_values(&[target, probe]);
-                for phase in phases(&p.kind) {
-                    let _ = self.phase_duration.remove_label_values(&[target, probe, phase]);
-                    let _ = self.phase_last_duration.remove_label_values(&[target, probe, phase]);
+                for phase in p.kind.phases() {
+                    let _ = self.phase_duration.remove_label_values(&[target, probe, phase.as_str()]);
+                    let _ = self.phase_last_duration.remove_label_values(&[target, probe, phase.as_str()]);
                 }
             }
         }
@@ -408,6 +397,41 @@ impl Default for Metrics {
 /// Unix seconds of a wall-clock time.
 pub fn unix_seconds(t: SystemTime) -> f64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// Records one probe's runs: the [`RunObserver`] the probe code reports through.
+pub struct ProbeObserver {
+    pub metrics: Arc<Metrics>,
+    pub target: String,
+    pub probe: String,
+}
+
+impl RunObserver for ProbeObserver {
+    fn phase(&self, phase: Phase, took: Duration) {
+        let labels = [self.target.as_str(), self.probe.as_str(), phase.as_str()];
+        self.metrics.phase_duration.with_label_values(&labels).observe(took.as_secs_f64());
+        self.metrics.phase_last_duration.with_label_values(&labels).set(took.as_secs_f64());
+    }
+
+    fn point_created(&self, at: SystemTime) {
+        self.metrics.point_creation.with_label_values(&[&self.target, &self.probe]).set(unix_seconds(at));
+    }
+
+    fn task(&self, operation: Operation, outcome: TaskOutcome) {
+        self.metrics.tasks.with_label_values(&[&self.target, operation.as_str(), outcome.as_str()]).inc();
+    }
+
+    fn task_poll(&self, operation: Operation) {
+        self.metrics.task_polls.with_label_values(&[&self.target, operation.as_str()]).inc();
+    }
+
+    fn restore_progress(&self, ratio: f64) {
+        self.metrics.restore_progress.with_label_values(&[&self.target, &self.probe]).set(ratio);
+    }
+
+    fn restore_session(&self, result: RestoreResult) {
+        self.metrics.restore_sessions.with_label_values(&[&self.target, &self.probe, result.as_str()]).inc();
+    }
 }
 
 /// Counts the EM client's requests for one target.

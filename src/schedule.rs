@@ -20,8 +20,8 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use crate::config::Probe;
 use crate::ledger::Ledger;
+use crate::probe::Spec;
 
 /// The file in `--storage.path`.
 const FILE: &str = "schedule.json";
@@ -58,7 +58,7 @@ fn key(target: &str, probe: &str) -> String {
 }
 
 /// What the probe does; timing (interval, timeouts) is left out on purpose.
-fn definition(probe: &Probe) -> String {
+fn definition(probe: &Spec) -> String {
     let text = format!("{:?} {:?}", probe.kind, probe.vm);
     hex::encode(&sha2::Sha256::digest(text.as_bytes())[..12])
 }
@@ -90,7 +90,7 @@ impl Schedule {
 
     /// When `probe` is due. A probe that never ran (or changed what it does) is due after
     /// `first`; a changed interval is applied to the last activity.
-    pub fn due(&self, target: &str, probe: &Probe, first: Duration) -> SystemTime {
+    pub fn due(&self, target: &str, probe: &Spec, first: Duration) -> SystemTime {
         let definition = definition(probe);
         self.with(|entries| {
             let entry = entries.get_mut(&key(target, &probe.name));
@@ -114,7 +114,7 @@ impl Schedule {
     }
 
     /// Notes that a run starts now (a crash during the run still counts as a run).
-    pub fn started(&self, target: &str, probe: &Probe) {
+    pub fn started(&self, target: &str, probe: &Spec) {
         let now = SystemTime::now();
         self.with(|entries| {
             let entry = entries.entry(key(target, &probe.name)).or_insert_with(|| Entry {
@@ -131,7 +131,7 @@ impl Schedule {
     }
 
     /// Notes that a run ended now; the next is due one (jittered) interval later.
-    pub fn finished(&self, target: &str, probe: &Probe) -> SystemTime {
+    pub fn finished(&self, target: &str, probe: &Spec) -> SystemTime {
         let now = SystemTime::now();
         self.with(|entries| match entries.get_mut(&key(target, &probe.name)) {
             Some(entry) => {
@@ -156,13 +156,16 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ProbeKind, StepTimeouts};
-    use crate::em::PointKind;
+    use crate::fields::Fields;
+    use crate::probe::{Kind, StepTimeouts};
 
-    fn probe(vm: &str, interval: u64) -> Probe {
-        Probe {
+    fn probe(vm: &str, interval: u64) -> Spec {
+        let mut errors = Vec::new();
+        let value = serde_norway::from_str("kind: mount").unwrap();
+        let kind = Kind::decode(&mut Fields::new(value, "p", &mut errors).unwrap()).unwrap();
+        Spec {
             name: "p".into(),
-            kind: ProbeKind::Mount { point: PointKind::Backup, os_kind: None, browse: true },
+            kind,
             vm: vm.into(),
             interval: Duration::from_secs(interval),
             timeout: Duration::from_secs(60),

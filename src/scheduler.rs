@@ -14,11 +14,11 @@ use std::time::{Duration, SystemTime};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Probe};
+use crate::config::Config;
 use crate::history::History;
 use crate::ledger::Ledger;
-use crate::metrics::{Metrics, unix_seconds};
-use crate::probe::{Run, RunReport};
+use crate::metrics::{Metrics, ProbeObserver, unix_seconds};
+use crate::probe::{Polling, Run, RunReport, Spec};
 use crate::schedule::Schedule;
 use crate::target::{TargetRuntime, TargetState};
 
@@ -130,7 +130,7 @@ async fn keeper(target: Arc<TargetRuntime>, stop: CancellationToken) {
 /// Runs `probe` whenever the [`Schedule`] says it is due, never overlapping itself.
 async fn probe_loop(
     target: Arc<TargetRuntime>,
-    probe: Probe,
+    probe: Spec,
     shared: Arc<Shared>,
     stop: CancellationToken,
     first: Duration,
@@ -165,7 +165,7 @@ async fn probe_loop(
 }
 
 impl Shared {
-    fn note_next_run(&self, target: &str, probe: &Probe, at: SystemTime) {
+    fn note_next_run(&self, target: &str, probe: &Spec, at: SystemTime) {
         let labels = [target, probe.name.as_str(), probe.kind.label()];
         self.metrics.next_run.with_label_values(&labels).set(unix_seconds(at));
         self.history.set_next_run(target, &probe.name, at);
@@ -175,7 +175,7 @@ impl Shared {
 /// One run. When EM answers 401 before the run changed anything on EM (EM restarted, or the
 /// session expired between keep-alives), it logs on again once and starts over: nothing is at
 /// stake yet, so that is no failure. A 401 after a mount exists keeps the orphan handling.
-async fn run_once(target: &TargetRuntime, probe: &Probe, shared: &Shared) -> RunReport {
+async fn run_once(target: &TargetRuntime, probe: &Spec, shared: &Shared) -> RunReport {
     target.cleanup().await;
     let started = std::time::Instant::now();
     let mut logged_on_again = false;
@@ -193,14 +193,21 @@ async fn run_once(target: &TargetRuntime, probe: &Probe, shared: &Shared) -> Run
                 };
             }
         };
+        let observer = ProbeObserver {
+            metrics: shared.metrics.clone(),
+            target: target.config.name.clone(),
+            probe: probe.name.clone(),
+        };
+        let polling = Polling { initial: target.config.poll_initial, max: target.config.poll_max };
         let run = Run::new(
             &session,
-            &target.config,
+            &target.config.name,
             probe,
-            &shared.metrics,
+            polling,
             &shared.ledger,
             target.in_flight(),
             &shared.shutdown,
+            &observer,
         );
         let report = run.execute().await;
         if !report.session_lost_before_changes || logged_on_again {
@@ -212,7 +219,7 @@ async fn run_once(target: &TargetRuntime, probe: &Probe, shared: &Shared) -> Run
     }
 }
 
-fn publish(shared: &Shared, target: &str, probe: &Probe, report: RunReport) {
+fn publish(shared: &Shared, target: &str, probe: &Spec, report: RunReport) {
     let m = &shared.metrics;
     let labels = [target, probe.name.as_str(), probe.kind.label()];
     m.probe_runs.with_label_values(&labels).inc();

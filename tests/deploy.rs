@@ -118,7 +118,11 @@ fn kubernetes_manifests_hold_the_invariants() {
     );
     for target in &config.targets {
         for probe in &target.probes {
-            assert!(probe.steps.unmount <= grace, "{}: unmount timeout exceeds the grace period", probe.name);
+            assert!(
+                probe.steps.get(veeam_restore_exporter::probe::Phase::Unmount) <= grace,
+                "{}: unmount timeout exceeds the grace period",
+                probe.name
+            );
         }
     }
 

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use veeam_restore_exporter::em::{
-    Client, ClientConfig, Endpoint, Error, Format, OsKind, PointKind, RequestObserver, SessionResult, SessionState,
-    TaskState,
+    Client, ClientConfig, Endpoint, Error, Format, OsKind, PointKind, RequestObserver, RestoreSessionResult,
+    RestoreSessionState, TaskState,
 };
 use veeam_restore_exporter::secret::Secret;
 use veeam_restore_exporter::sim::{self, Fault, FaultKind, SimConfig};
@@ -92,11 +92,11 @@ async fn catalog_restore(format: Format) {
     let done = eventually(Duration::from_secs(10), "restore session to stop", || async {
         let s = session.restore_session(&related).await.unwrap();
         seen_progress.lock().unwrap().push(s.progress);
-        (s.state == SessionState::Stopped).then_some(s)
+        (s.state == RestoreSessionState::Stopped).then_some(s)
     })
     .await;
     let seen_progress = seen_progress.into_inner().unwrap();
-    assert_eq!(done.result, Some(SessionResult::Success));
+    assert_eq!(done.result, Some(RestoreSessionResult::Success));
     assert_eq!(done.progress, 100);
     assert!(done.end_time.is_some());
     assert!(seen_progress.windows(2).all(|w| w[0] <= w[1]), "progress never falls: {seen_progress:?}");
@@ -328,7 +328,7 @@ async fn restore_session_results_failed_and_warning() {
     let session = client(&sim, Format::Xml).logon().await.unwrap();
     let point = session.newest_point(PointKind::Backup, VM).await.unwrap().unwrap();
     finish(&session, &session.browse_catalog_point(VM, &point.id).await.unwrap()).await;
-    for (result, expected) in [("Failed", SessionResult::Failed), ("Warning", SessionResult::Warning)] {
+    for (result, expected) in [("Failed", RestoreSessionResult::Failed), ("Warning", RestoreSessionResult::Warning)] {
         sim.add_fault(Fault {
             endpoint: Some(Endpoint::CatalogRestore),
             kind: FaultKind::RestoreResult { result: result.into() },
@@ -338,7 +338,7 @@ async fn restore_session_results_failed_and_warning() {
         let href = task.into_outcome().unwrap().related().unwrap().href.clone();
         let done = eventually(Duration::from_secs(10), "restore session to stop", || async {
             let s = session.restore_session(&href).await.unwrap();
-            (s.state == SessionState::Stopped).then_some(s)
+            (s.state == RestoreSessionState::Stopped).then_some(s)
         })
         .await;
         assert_eq!(done.result, Some(expected));

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use veeam_restore_exporter::em::{PointKind, SessionResult, SessionState, TaskState, decode};
+use veeam_restore_exporter::em::{PointKind, RestoreSessionResult, RestoreSessionState, TaskState, decode};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/em/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -121,8 +121,8 @@ fn restore_file_task_links_to_restore_session() {
 #[test]
 fn restore_session_entity() {
     let s = decode::restore_session(&fixture("restore_session.xml")).unwrap();
-    assert_eq!(s.state, SessionState::Stopped);
-    assert_eq!(s.result, Some(SessionResult::Success));
+    assert_eq!(s.state, RestoreSessionState::Stopped);
+    assert_eq!(s.result, Some(RestoreSessionResult::Success));
     assert_eq!(s.progress, 100);
     assert_eq!(s.job_type.as_deref(), Some("FileLevelRestore"));
     assert_eq!(s.vm_display_name.as_deref(), Some("fileserver01"));
@@ -171,7 +171,10 @@ fn json_forms_by_the_documented_mapping() {
 
     let session = "\u{feff}{\"Href\":\"https://l/api/restoreSessions/8f?format=Entity\",\"JobType\":\"FileLevelRestore\",\"State\":\"Working\",\"Result\":\"None\",\"Progress\":42}";
     let s = decode::restore_session(session.as_bytes()).unwrap();
-    assert_eq!((s.state, s.result, s.progress), (SessionState::Working, Some(SessionResult::Other("None".into())), 42));
+    assert_eq!(
+        (s.state, s.result, s.progress),
+        (RestoreSessionState::Working, Some(RestoreSessionResult::Other("None".into())), 42)
+    );
 
     let logon = decode::logon(br#"{"SessionId":"44cfbdbe","UserName":"EM\\svc","Links":null}"#).unwrap();
     assert_eq!(logon.session_id, "44cfbdbe");

@@ -379,8 +379,8 @@ async fn bad_config_gets_clear_errors() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("2 problem(s)"), "{stderr}");
-    assert!(stderr.contains("targets[0] (em).probes[0] (m):"), "{stderr}");
-    assert!(stderr.contains("targets[0] (em).probes[1] (f):") && stderr.contains("bogus"), "{stderr}");
+    assert!(stderr.contains("targets[0] (em).probes[0] (m).interval: invalid duration \"5x\""), "{stderr}");
+    assert!(stderr.contains("targets[0] (em).probes[1] (f).mode: \"bogus\""), "{stderr}");
 
     let out = Command::new(BIN)
         .args([&format!("--config.file={}", bad.display()), "--web.listen-address=127.0.0.1:0"])

@@ -75,36 +75,37 @@ async fn a_session_that_still_owns_a_mount_is_not_logged_off_and_the_next_start_
     sim.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn after_em_forgets_every_session_the_next_run_logs_on_again_and_succeeds() {
+/// Expires every session right after a run of `probe` ended (as if EM restarted between two
+/// runs); the next runs must succeed without a failure.
+async fn next_run_after_em_forgot_the_session(probe: &str, yaml: &str) {
     let sim = start_sim().await;
     // A keep-alive far away: only the run itself can notice the dead session.
-    let probes = concat!(
-        "      - { name: mount, kind: mount, vm: canary-win01, interval: 2s }\n",
-        "      - { name: catalog, kind: file_restore, mode: catalog, vm: canary-win01, path: C:/canary/canary.txt, interval: 2s }\n",
-    );
-    let setup = Setup::with(&sim.api_url, probes, "canary", "10m");
+    let setup = Setup::with(&sim.api_url, yaml, "canary", "10m");
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
-    for probe in ["mount", "catalog"] {
-        exporter.wait_metric("veeam_em_probe_success", &[("probe", probe)], |v| v == 1.0).await;
-    }
-    let m = exporter.metrics().await;
-    let runs: Vec<f64> =
-        ["mount", "catalog"].iter().map(|p| value(&m, "veeam_em_probe_runs_total", &[("probe", p)]).unwrap()).collect();
+    exporter.wait_metric("veeam_em_probe_success", &[("probe", probe)], |v| v == 1.0).await;
+    let runs = value(&exporter.metrics().await, "veeam_em_probe_runs_total", &[("probe", probe)]).unwrap();
+    exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", probe)], |v| v >= runs + 1.0).await;
     assert!(sim.expire_sessions() >= 1, "as if EM restarted");
-    for (probe, before) in ["mount", "catalog"].iter().zip(runs) {
-        exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", probe)], |v| v >= before + 2.0).await;
-    }
+    exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", probe)], |v| v >= runs + 3.0).await;
     let m = exporter.metrics().await;
-    for probe in ["mount", "catalog"] {
-        assert_eq!(
-            value(&m, "veeam_em_probe_failures_total", &[("probe", probe), ("reason", "session_expired")]),
-            Some(0.0)
-        );
-        assert_eq!(value(&m, "veeam_em_probe_success", &[("probe", probe)]), Some(1.0));
-    }
+    let failures = value(&m, "veeam_em_probe_failures_total", &[("probe", probe), ("reason", "session_expired")]);
+    let log = exporter.logs().lines().filter(|l| l.contains("probe failed")).collect::<Vec<_>>().join("\n");
+    assert_eq!(failures, Some(0.0), "{log}");
+    assert_eq!(value(&m, "veeam_em_probe_success", &[("probe", probe)]), Some(1.0));
     assert!(value(&m, "veeam_em_logons_total", &[("target", "sim")]).unwrap() >= 2.0);
     sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_em_forgets_every_session_the_next_mount_run_logs_on_again_and_succeeds() {
+    let yaml = "      - { name: mount, kind: mount, vm: canary-win01, interval: 2s }\n";
+    next_run_after_em_forgot_the_session("mount", yaml).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn after_em_forgets_every_session_the_next_catalog_run_logs_on_again_and_succeeds() {
+    let yaml = "      - { name: catalog, kind: file_restore, mode: catalog, vm: canary-win01, path: C:/canary/canary.txt, interval: 2s }\n";
+    next_run_after_em_forgot_the_session("catalog", yaml).await;
 }
 
 /// A small deterministic generator, so a failure can be replayed.

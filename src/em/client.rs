@@ -687,7 +687,7 @@ impl Session {
         // Liberal: re-apply the filter in case EM ignored part of it.
         Ok(sessions
             .into_iter()
-            .filter(|s| s.state == SessionState::Working)
+            .filter(|s| s.state == RestoreSessionState::Working)
             .filter(|s| s.job_type.as_deref().is_none_or(|t| t.eq_ignore_ascii_case("FileLevelRestore")))
             .filter(|s| s.vm_display_name.as_deref().is_none_or(|n| n.eq_ignore_ascii_case(vm)))
             .collect())

@@ -13,7 +13,7 @@ pub use client::{Client, ClientConfig, Endpoint, Format, OsKind, RequestObserver
 pub use error::{Error, Result};
 pub use model::{
     DirectoryEntry, EntryPoint, FileEntry, FileSystemEntries, Link, LogonInfo, Mount, PointKind, RestorePoint,
-    RestoreSession, SessionResult, SessionState, Task, TaskResult, TaskState, id_from_href, parse_time,
+    RestoreSession, RestoreSessionResult, RestoreSessionState, Task, TaskResult, TaskState, id_from_href, parse_time,
 };
 
 /// Decoders exposed for fixture tests of the documented example bodies.

@@ -339,7 +339,7 @@ impl FileSystemEntries {
 
 /// Restore session states as documented.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SessionState {
+pub enum RestoreSessionState {
     Starting,
     Working,
     Stopping,
@@ -349,20 +349,20 @@ pub enum SessionState {
 
 /// Restore session results as documented; anything else (e.g. `None` while running) is `Other`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SessionResult {
+pub enum RestoreSessionResult {
     Success,
     Warning,
     Failed,
     Other(String),
 }
 
-impl SessionResult {
+impl RestoreSessionResult {
     pub fn as_str(&self) -> &str {
         match self {
-            SessionResult::Success => "Success",
-            SessionResult::Warning => "Warning",
-            SessionResult::Failed => "Failed",
-            SessionResult::Other(s) => s,
+            RestoreSessionResult::Success => "Success",
+            RestoreSessionResult::Warning => "Warning",
+            RestoreSessionResult::Failed => "Failed",
+            RestoreSessionResult::Other(s) => s,
         }
     }
 }
@@ -374,8 +374,8 @@ pub struct RestoreSession {
     pub name: Option<String>,
     pub vm_display_name: Option<String>,
     pub job_type: Option<String>,
-    pub state: SessionState,
-    pub result: Option<SessionResult>,
+    pub state: RestoreSessionState,
+    pub result: Option<RestoreSessionResult>,
     /// Percent, 0..=100 (clamped).
     pub progress: u8,
     pub creation_time: Option<SystemTime>,
@@ -386,17 +386,17 @@ impl RestoreSession {
     pub(crate) fn decode(node: Node<'_>) -> Result<RestoreSession> {
         let state = required(node, "State", "RestoreSession")?;
         let state = match state.as_str() {
-            s if s.eq_ignore_ascii_case("Starting") => SessionState::Starting,
-            s if s.eq_ignore_ascii_case("Working") => SessionState::Working,
-            s if s.eq_ignore_ascii_case("Stopping") => SessionState::Stopping,
-            s if s.eq_ignore_ascii_case("Stopped") => SessionState::Stopped,
-            s => SessionState::Other(s.to_owned()),
+            s if s.eq_ignore_ascii_case("Starting") => RestoreSessionState::Starting,
+            s if s.eq_ignore_ascii_case("Working") => RestoreSessionState::Working,
+            s if s.eq_ignore_ascii_case("Stopping") => RestoreSessionState::Stopping,
+            s if s.eq_ignore_ascii_case("Stopped") => RestoreSessionState::Stopped,
+            s => RestoreSessionState::Other(s.to_owned()),
         };
         let result = node.str("Result").map(|r| match r.as_str() {
-            s if s.eq_ignore_ascii_case("Success") => SessionResult::Success,
-            s if s.eq_ignore_ascii_case("Warning") => SessionResult::Warning,
-            s if s.eq_ignore_ascii_case("Failed") => SessionResult::Failed,
-            s => SessionResult::Other(s.to_owned()),
+            s if s.eq_ignore_ascii_case("Success") => RestoreSessionResult::Success,
+            s if s.eq_ignore_ascii_case("Warning") => RestoreSessionResult::Warning,
+            s if s.eq_ignore_ascii_case("Failed") => RestoreSessionResult::Failed,
+            s => RestoreSessionResult::Other(s.to_owned()),
         });
         let progress = node.str("Progress").and_then(|p| p.parse::<f64>().ok()).unwrap_or(0.0);
         Ok(RestoreSession {

@@ -1,52 +1,231 @@
-//! Probe runs: one shared context ([`Run`]) and one module per probe kind.
+//! Probe runs: what a probe is ([`Spec`]), its kinds (one file each), and one run ([`Run`]).
 //!
 //! **Invariants:**
 //! - Every step has its own deadline; no timeout ever wraps a whole probe. A request that
-//!   creates something on EM (mount, restore) is bounded only by the client's request timeout,
-//!   so we never drop a future whose effect we would not know about.
-//! - A mount, once requested, is recorded in the [`Ledger`] first and is always followed by an
-//!   unmount attempt: after errors, after step timeouts and during shutdown.
+//!   creates something on EM (mount, browse, restore) is bounded only by the client's request
+//!   timeout, so we never drop a future whose effect we would not know about.
+//! - A mount, once requested, is recorded in the [`Ledger`](crate::ledger::Ledger) first and is
+//!   always followed by an unmount attempt: after errors, after step timeouts and during shutdown.
 //! - Shutdown skips optional work (browse, download, following a restore) but never the wait for
 //!   a mount task in flight, because the mount it creates must be deleted.
+//! - This module knows nothing of metrics: a run reports through [`RunObserver`].
+//!
+//! **Adding a kind of probe:** write `<kind>.rs` with a settings struct implementing
+//! [`ProbeKind`] (its configuration keys, phases and `run`), add `mod <kind>;` below and one
+//! line to the `kinds!` list.
 
-mod file_restore;
+mod catalog;
+mod download;
 mod mount;
+mod phase;
+mod run;
 
 use std::collections::HashSet;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use tokio_util::sync::CancellationToken;
+pub use phase::{Phase, StepTimeouts};
+pub use run::{Polling, Run};
 
-use crate::config::{Probe, ProbeKind, RestoreMode, Target};
-use crate::em::{self, Mount, OsKind, PointKind, RestorePoint, Session, Task};
-use crate::ledger::{Ledger, MountRecord};
-use crate::metrics::{Metrics, unix_seconds};
+use crate::em::{self, PointKind};
+use crate::fields::Fields;
 
-/// Reasons only a probe run produces; the client's own come from [`em::Error::REASONS`].
-const PROBE_REASONS: &[&str] = &[
-    "step_timeout",
-    "no_restore_point",
-    "empty_mount",
-    "verify_failed",
-    "restore_failed",
-    "unmount_failed",
-    "cancelled",
-    "state_error",
-];
+/// One configured probe: what it does and how often.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spec {
+    /// The `probe` label value, unique within its target.
+    pub name: String,
+    pub vm: String,
+    pub interval: Duration,
+    /// Budget for the probe's work steps. Cleanup (unmount) always runs on its own timeout.
+    pub timeout: Duration,
+    pub steps: StepTimeouts,
+    pub kind: Kind,
+}
 
-/// Every value [`ProbeError::reason`] can return (a run's failure may be the client's).
-pub fn failure_reasons() -> impl Iterator<Item = &'static str> {
-    em::Error::REASONS.iter().chain(PROBE_REASONS).copied()
+/// A kind of probe: its configuration section, its phases and what a run does.
+pub trait ProbeKind: Sized {
+    /// The `kind:` key in the configuration, and the `kind` label value.
+    const KIND: &'static str;
+    /// The `mode:` that selects this kind, for kinds that share a `kind:` value.
+    const MODE: Option<&'static str>;
+    /// The phases of a run, in order.
+    const PHASES: &'static [Phase];
+    /// Takes this kind's own keys; whatever is left is reported as not a setting of the kind.
+    fn decode(f: &mut Fields) -> Option<Self>;
+    /// One run, cleanup included. `Ok(Some(note))` is a success with a note (e.g. a warning).
+    fn run(&self, run: &mut Run<'_>) -> impl Future<Output = Result<Option<String>, Failure>> + Send;
+}
+
+/// The list of kinds: the enum, the decoder by `kind:`/`mode:`, and the dispatch.
+macro_rules! kinds {
+    ($($variant:ident($settings:ty)),+ $(,)?) => {
+        /// Every kind of probe, with its settings.
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum Kind {
+            $($variant($settings)),+
+        }
+
+        impl Kind {
+            /// The kinds as `(kind, mode)` pairs, for error messages.
+            const NAMES: &'static [(&'static str, Option<&'static str>)] = &[$((<$settings>::KIND, <$settings>::MODE)),+];
+
+            fn decode_as(kind: &str, mode: Option<&str>, f: &mut Fields) -> Option<Option<Kind>> {
+                $(if kind == <$settings>::KIND && mode == <$settings>::MODE {
+                    return Some(<$settings>::decode(f).map(Kind::$variant));
+                })+
+                None
+            }
+
+            /// The `kind` label value.
+            pub fn label(&self) -> &'static str {
+                match self { $(Kind::$variant(_) => <$settings>::KIND),+ }
+            }
+
+            /// The `mode` of kinds that share a `kind:` value.
+            pub fn mode(&self) -> Option<&'static str> {
+                match self { $(Kind::$variant(_) => <$settings>::MODE),+ }
+            }
+
+            /// The phases of a run, in order.
+            pub fn phases(&self) -> &'static [Phase] {
+                match self { $(Kind::$variant(_) => <$settings>::PHASES),+ }
+            }
+
+            async fn run(&self, run: &mut Run<'_>) -> Result<Option<String>, Failure> {
+                match self { $(Kind::$variant(k) => k.run(run).await),+ }
+            }
+        }
+    };
+}
+
+kinds! {
+    Mount(mount::MountProbe),
+    Download(download::DownloadProbe),
+    Catalog(catalog::CatalogProbe),
+}
+
+impl Kind {
+    /// Decodes `kind:`, `mode:` and the kind's own keys.
+    pub fn decode(f: &mut Fields) -> Option<Kind> {
+        let kind: String = f.required("kind")?;
+        let mode: Option<String> = f.optional("mode");
+        if let Some(decoded) = Kind::decode_as(&kind, mode.as_deref(), f) {
+            return decoded;
+        }
+        let known: Vec<String> = Kind::NAMES
+            .iter()
+            .map(|(k, m)| match m {
+                Some(m) => format!("{k} (mode: {m})"),
+                None => (*k).to_owned(),
+            })
+            .collect();
+        match (&mode, Kind::NAMES.iter().any(|(k, _)| *k == kind)) {
+            (None, true) => f.error("mode", format!("required for {kind}; one of: {}", known.join(", "))),
+            (Some(m), true) => f.error("mode", format!("{m:?} is not a mode of {kind}; one of: {}", known.join(", "))),
+            (_, false) => f.error("kind", format!("unknown kind {kind:?}; one of: {}", known.join(", "))),
+        }
+        None
+    }
+
+    /// How the settings owner is named in "not a setting of …" errors.
+    pub fn owner(&self) -> String {
+        match self.mode() {
+            Some(mode) => format!("a {} probe in mode {mode}", self.label()),
+            None => format!("a {} probe", self.label()),
+        }
+    }
+}
+
+/// Told what a run does, as it happens. The exporter's metrics implement it; the probe code
+/// knows nothing of metrics.
+pub trait RunObserver: Send + Sync {
+    fn phase(&self, phase: Phase, took: Duration);
+    fn point_created(&self, at: SystemTime);
+    fn task(&self, operation: Operation, outcome: TaskOutcome);
+    fn task_poll(&self, operation: Operation);
+    /// Progress (0 to 1) of a restore session being followed.
+    fn restore_progress(&self, ratio: f64);
+    fn restore_session(&self, result: RestoreResult);
+}
+
+/// The EM task operations probes start (EM's own names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    MountRestorePoint,
+    FileRestoreFromMountPoint,
+    BrowseVm,
+    RestoreFile,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 4] = [
+        Operation::MountRestorePoint,
+        Operation::FileRestoreFromMountPoint,
+        Operation::BrowseVm,
+        Operation::RestoreFile,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::MountRestorePoint => "MountRestorePoint",
+            Operation::FileRestoreFromMountPoint => "FileRestoreFromMountPoint",
+            Operation::BrowseVm => "BrowseVM",
+            Operation::RestoreFile => "RestoreFile",
+        }
+    }
+}
+
+/// How waiting for a task ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskOutcome {
+    Success,
+    Failed,
+    Timeout,
+}
+
+impl TaskOutcome {
+    pub const ALL: [TaskOutcome; 3] = [TaskOutcome::Success, TaskOutcome::Failed, TaskOutcome::Timeout];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskOutcome::Success => "success",
+            TaskOutcome::Failed => "failed",
+            TaskOutcome::Timeout => "timeout",
+        }
+    }
+}
+
+/// The result of a restore session followed to `Stopped`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RestoreResult {
+    Success,
+    Warning,
+    Failed,
+    Unknown,
+}
+
+impl RestoreResult {
+    pub const ALL: [RestoreResult; 4] =
+        [RestoreResult::Success, RestoreResult::Warning, RestoreResult::Failed, RestoreResult::Unknown];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestoreResult::Success => "success",
+            RestoreResult::Warning => "warning",
+            RestoreResult::Failed => "failed",
+            RestoreResult::Unknown => "unknown",
+        }
+    }
 }
 
 /// Why a probe run failed. [`ProbeError::reason`] is the bounded label value.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     #[error("{phase}: {source}")]
-    Em { phase: &'static str, source: em::Error },
+    Em { phase: Phase, source: em::Error },
     #[error("{phase}: no answer within the step timeout of {after:?}")]
-    StepTimeout { phase: &'static str, after: Duration },
+    StepTimeout { phase: Phase, after: Duration },
     #[error("lookup: no {kind} restore point found for VM {vm:?}")]
     NoRestorePoint { kind: &'static str, vm: String },
     #[error("mount: the mount has no file-system roots")]
@@ -58,12 +237,27 @@ pub enum ProbeError {
     #[error("unmount: {0}")]
     Unmount(String),
     #[error("{0}: skipped because the exporter is shutting down")]
-    Cancelled(&'static str),
+    Cancelled(Phase),
     #[error("state directory: {0}")]
     State(String),
 }
 
 impl ProbeError {
+    /// Every value [`ProbeError::reason`] can return, the client's included.
+    pub fn reasons() -> impl Iterator<Item = &'static str> {
+        const OWN: &[&str] = &[
+            "step_timeout",
+            "no_restore_point",
+            "empty_mount",
+            "verify_failed",
+            "restore_failed",
+            "unmount_failed",
+            "cancelled",
+            "state_error",
+        ];
+        em::Error::REASONS.iter().chain(OWN).copied()
+    }
+
     pub fn reason(&self) -> &'static str {
         match self {
             ProbeError::Em { source, .. } => source.reason(),
@@ -84,7 +278,7 @@ impl ProbeError {
 pub struct RunReport {
     pub finished_at: SystemTime,
     pub duration: Duration,
-    pub phases: Vec<(&'static str, Duration)>,
+    pub phases: Vec<(Phase, Duration)>,
     /// `Ok(note)` on success (the note says e.g. that EM reported a warning).
     pub outcome: Result<Option<String>, (&'static str, String)>,
     /// A cleanup problem that came after an earlier failure (the earlier one is the reason).
@@ -126,380 +320,6 @@ impl InFlight {
     }
 }
 
-/// Everything a probe run needs, and what it has measured so far.
-pub struct Run<'a> {
-    pub session: &'a Session,
-    pub target: &'a Target,
-    pub probe: &'a Probe,
-    pub metrics: &'a Metrics,
-    pub ledger: &'a Ledger,
-    pub in_flight: &'a InFlight,
-    /// Fires when the process is shutting down.
-    pub shutdown: &'a CancellationToken,
-    started: Instant,
-    phases: Vec<(&'static str, Duration)>,
-    /// Set before the first request that may create something on EM (mount, browse, restore).
-    changed_em: bool,
-}
-
-/// A mount this run created and must delete.
-struct Mounted {
-    point: RestorePoint,
-    mount: Mount,
-    record: MountRecord,
-}
-
-impl<'a> Run<'a> {
-    pub fn new(
-        session: &'a Session,
-        target: &'a Target,
-        probe: &'a Probe,
-        metrics: &'a Metrics,
-        ledger: &'a Ledger,
-        in_flight: &'a InFlight,
-        shutdown: &'a CancellationToken,
-    ) -> Run<'a> {
-        Run {
-            session,
-            target,
-            probe,
-            metrics,
-            ledger,
-            in_flight,
-            shutdown,
-            started: Instant::now(),
-            phases: Vec::new(),
-            changed_em: false,
-        }
-    }
-
-    /// Runs the probe to the end, cleanup included, and reports.
-    pub async fn execute(mut self) -> RunReport {
-        let result = match self.probe.kind.clone() {
-            ProbeKind::Mount { point, os_kind, browse } => mount::run(&mut self, point, os_kind, browse).await,
-            ProbeKind::FileRestore { path, mode: RestoreMode::Catalog, .. } => {
-                file_restore::catalog(&mut self, &path).await
-            }
-            ProbeKind::FileRestore { path, mode: RestoreMode::Download, os_kind, expected_size, expected_sha256 } => {
-                file_restore::download(&mut self, &path, os_kind, expected_size, expected_sha256.as_deref()).await
-            }
-        };
-        let session_lost_before_changes = !self.changed_em
-            && matches!(&result, Err(Failure { first, .. }) if matches!(**first, ProbeError::Em { source: em::Error::SessionExpired { .. }, .. }));
-        let (outcome, cleanup_error) = match result {
-            Ok(note) => (Ok(note), None),
-            Err(Failure { first, cleanup }) => {
-                (Err((first.reason(), first.to_string())), cleanup.map(|c| c.to_string()))
-            }
-        };
-        RunReport {
-            finished_at: SystemTime::now(),
-            duration: self.started.elapsed(),
-            phases: self.phases,
-            outcome,
-            cleanup_error,
-            session_lost_before_changes,
-        }
-    }
-
-    fn labels(&self) -> [&str; 2] {
-        [self.target.name.as_str(), self.probe.name.as_str()]
-    }
-
-    fn record_phase(&mut self, phase: &'static str, took: Duration) {
-        let [target, probe] = self.labels();
-        self.metrics.phase_duration.with_label_values(&[target, probe, phase]).observe(took.as_secs_f64());
-        self.metrics.phase_last_duration.with_label_values(&[target, probe, phase]).set(took.as_secs_f64());
-        self.phases.push((phase, took));
-    }
-
-    /// The deadline of a work step: its own timeout, cut short by the probe's overall budget.
-    fn deadline(&self, step_timeout: Duration) -> Instant {
-        (Instant::now() + step_timeout).min(self.started + self.probe.timeout)
-    }
-
-    /// Runs one read-only request-level step under its deadline. Dropping such a step on
-    /// timeout is harmless: it changes nothing on EM.
-    async fn read_step<T>(
-        &mut self,
-        phase: &'static str,
-        step_timeout: Duration,
-        fut: impl Future<Output = em::Result<T>>,
-    ) -> Result<T, ProbeError> {
-        let started = Instant::now();
-        let limit = self.deadline(step_timeout).saturating_duration_since(started);
-        let result = tokio::time::timeout(limit, fut).await;
-        self.record_phase(phase, started.elapsed());
-        match result {
-            Ok(r) => r.map_err(|source| ProbeError::Em { phase, source }),
-            Err(_) => Err(ProbeError::StepTimeout { phase, after: limit }),
-        }
-    }
-
-    /// Finds the newest point and exports its creation time.
-    async fn lookup(&mut self, kind: PointKind) -> Result<RestorePoint, ProbeError> {
-        let session = self.session;
-        let vm = self.probe.vm.clone();
-        let point = self.read_step("lookup", self.probe.steps.lookup, session.newest_point(kind, &vm)).await?;
-        let point = point.ok_or(ProbeError::NoRestorePoint { kind: kind.as_str(), vm })?;
-        if let Some(created) = point.creation_time {
-            let [target, probe] = self.labels();
-            self.metrics.point_creation.with_label_values(&[target, probe]).set(unix_seconds(created));
-        }
-        Ok(point)
-    }
-
-    /// A step that starts an EM task and waits for it (browse, restore): its phase covers both.
-    /// A shutdown ends the wait; such tasks need no cleanup of their own (a mount, if any, is
-    /// the caller's). The finished task is returned for its links; deleting it is the caller's.
-    async fn task_step(
-        &mut self,
-        phase: &'static str,
-        step_timeout: Duration,
-        operation: &'static str,
-        start: impl Future<Output = em::Result<Task>>,
-    ) -> Result<Task, ProbeError> {
-        let started = Instant::now();
-        let deadline = self.deadline(step_timeout);
-        self.changed_em = true;
-        let task = match start.await {
-            Ok(task) => self.wait_task(task, operation, phase, deadline, true).await,
-            Err(source) => Err(ProbeError::Em { phase, source }),
-        };
-        self.record_phase(phase, started.elapsed());
-        task
-    }
-
-    /// Polls a task until `Finished`, backing off from `poll_initial` to `poll_max`.
-    ///
-    /// Transient poll failures (5xx, transport, timeouts, garbled bodies) are retried until the
-    /// deadline; an expired session or a vanished task ends the wait. With `cancellable`, a
-    /// shutdown ends the wait too.
-    async fn wait_task(
-        &mut self,
-        task: Task,
-        operation: &'static str,
-        phase: &'static str,
-        deadline: Instant,
-        cancellable: bool,
-    ) -> Result<Task, ProbeError> {
-        let target = self.target.name.as_str();
-        let polls = self.metrics.task_polls.with_label_values(&[target, operation]);
-        let count = |result: &str| self.metrics.tasks.with_label_values(&[target, operation, result]).inc();
-        let mut task = task;
-        let mut delay = self.target.poll_initial;
-        loop {
-            if task.is_finished() {
-                let outcome = task.into_outcome();
-                count(if outcome.is_ok() { "success" } else { "failed" });
-                return outcome.map_err(|source| ProbeError::Em { phase, source });
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                count("timeout");
-                return Err(ProbeError::StepTimeout { phase, after: self.step_timeout_of(phase) });
-            }
-            let pause = delay.min(deadline - now);
-            if cancellable {
-                tokio::select! {
-                    _ = tokio::time::sleep(pause) => {}
-                    _ = self.shutdown.cancelled() => return Err(ProbeError::Cancelled(phase)),
-                }
-            } else {
-                tokio::time::sleep(pause).await;
-            }
-            delay = self.next_poll_delay(delay);
-            polls.inc();
-            match self.session.task(&task.href).await {
-                Ok(t) => task = t,
-                Err(
-                    e @ (em::Error::SessionExpired { .. } | em::Error::NotFound { .. } | em::Error::Forbidden { .. }),
-                ) => {
-                    return Err(ProbeError::Em { phase, source: e });
-                }
-                Err(e) => {
-                    tracing::warn!(target_name = target, probe = %self.probe.name, err = %e, "task poll failed; retrying")
-                }
-            }
-        }
-    }
-
-    /// Polling backs off ×1.5 per poll, up to the target's `poll_max`.
-    fn next_poll_delay(&self, delay: Duration) -> Duration {
-        (delay * 3 / 2).min(self.target.poll_max)
-    }
-
-    fn step_timeout_of(&self, phase: &str) -> Duration {
-        let s = &self.probe.steps;
-        match phase {
-            "mount" => s.mount,
-            "browse" => s.browse,
-            "restore" => s.restore,
-            "restore_session" => s.restore_session,
-            _ => self.probe.timeout,
-        }
-    }
-
-    /// Best-effort housekeeping: finished tasks are removed, as EM's own clients do.
-    async fn forget_task(&self, task: &Task) {
-        if let Err(e) = self.session.delete_task(task).await {
-            tracing::debug!(err = %e, task = %task.id, "could not delete finished task");
-        }
-    }
-
-    /// Mounts `point`: record first, then POST, then wait for the task and read the mount.
-    ///
-    /// On error the ledger record stays whenever a mount may exist, so cleanup finds it later.
-    async fn mount(&mut self, point: RestorePoint, os: Option<OsKind>) -> Result<Mounted, ProbeError> {
-        let started = Instant::now();
-        let result = self.mount_inner(point, os).await;
-        self.record_phase("mount", started.elapsed());
-        result
-    }
-
-    async fn mount_inner(&mut self, point: RestorePoint, os: Option<OsKind>) -> Result<Mounted, ProbeError> {
-        let record = MountRecord {
-            id: uuid::Uuid::new_v4().to_string(),
-            target: self.target.name.clone(),
-            probe: self.probe.name.clone(),
-            vm: self.probe.vm.clone(),
-            session_id: crate::secret::Secret::new(self.session.id()),
-            token: self.session.token().clone(),
-            point_kind: point.kind,
-            point_id: point.id.clone(),
-            point_mounts_href: point.mounts_href(),
-            task_href: None,
-            mount_href: None,
-            created_at: SystemTime::now(),
-        };
-        self.changed_em = true;
-        self.in_flight.with(|t| {
-            t.records.insert(record.id.clone());
-            t.points.insert((point.kind, point.mounts_href()));
-        });
-        let saved = self.ledger.save(&record).map_err(ProbeError::State);
-        let result = match saved {
-            Ok(()) => self.mount_recorded(point, os, record.clone()).await,
-            Err(e) => Err(e),
-        };
-        if result.is_err() {
-            // Whatever is left is now the cleanup's business.
-            self.in_flight.with(|t| t.records.remove(&record.id));
-        }
-        result
-    }
-
-    async fn mount_recorded(
-        &mut self,
-        point: RestorePoint,
-        os: Option<OsKind>,
-        mut record: MountRecord,
-    ) -> Result<Mounted, ProbeError> {
-        let deadline = self.deadline(self.probe.steps.mount);
-        let task = match self.session.start_mount(&point, os).await {
-            Ok(task) => task,
-            Err(source) => {
-                // A refused POST created nothing; a lost answer might have: keep the record then.
-                if matches!(source, em::Error::Timeout(_) | em::Error::Transport(_) | em::Error::Decode(_)) {
-                    tracing::warn!(err = %source, "mount request outcome unknown; keeping its record for cleanup");
-                } else {
-                    let _ = self.ledger.remove(&record.id);
-                }
-                return Err(ProbeError::Em { phase: "mount", source });
-            }
-        };
-        record.task_href = Some(task.href.clone());
-        self.ledger.save(&record).map_err(ProbeError::State)?;
-        // Not cancellable: the mount this task creates has to be found and deleted.
-        let finished = match self.wait_task(task.clone(), "MountRestorePoint", "mount", deadline, false).await {
-            Ok(t) => t,
-            Err(e) => {
-                if let ProbeError::Em { source: em::Error::TaskFailed { .. }, .. } = &e {
-                    let _ = self.ledger.remove(&record.id);
-                } else if let ProbeError::StepTimeout { .. } = &e {
-                    // "To stop the task execution, send DELETE /tasks/{ID}" (em-api.md §4.1). The
-                    // record stays: cleanup sweeps any mount the task still produced.
-                    self.forget_task(&task).await;
-                }
-                return Err(e);
-            }
-        };
-        let mount = match self.session.mount_from_task(&finished, point.kind).await {
-            Ok(m) => m,
-            Err(source) => return Err(ProbeError::Em { phase: "mount", source }),
-        };
-        self.in_flight.with(|t| t.mounts.insert(mount.href.clone()));
-        record.mount_href = Some(mount.delete_href().to_owned());
-        if let Err(e) = self.ledger.save(&record) {
-            // The mount exists and must still be deleted; report after unmounting.
-            tracing::error!(err = %e, "cannot update mount record");
-        }
-        self.forget_task(&finished).await;
-        Ok(Mounted { point, mount, record })
-    }
-
-    /// Deletes the mount, confirms it is gone, then drops its record. Always runs to its own
-    /// timeout, whatever happened before and even during shutdown.
-    async fn unmount(&mut self, mounted: Mounted) -> Result<(), ProbeError> {
-        let started = Instant::now();
-        let result = self.delete_and_confirm(&mounted, started + self.probe.steps.unmount).await;
-        self.record_phase("unmount", started.elapsed());
-        self.in_flight.with(|t| {
-            t.mounts.remove(&mounted.mount.href);
-            t.records.remove(&mounted.record.id);
-        });
-        match result {
-            Ok(()) => {
-                self.ledger.remove(&mounted.record.id).map_err(ProbeError::State)?;
-                Ok(())
-            }
-            Err(e) => {
-                tracing::error!(target_name = %self.target.name, probe = %self.probe.name, err = %e, "unmount failed; the mount stays recorded and will be retried");
-                Err(ProbeError::Unmount(e))
-            }
-        }
-    }
-
-    /// `DELETE` the mount, then list the point's mounts to confirm it is gone. Transient
-    /// failures (5xx, timeouts, transport, garbled bodies, a mount still listed) are retried
-    /// with backoff until `deadline`; a 404 on `DELETE` means already gone (the listing
-    /// confirms it). Each attempt shows in `veeam_em_api_requests_total{endpoint="mount_delete"}`.
-    async fn delete_and_confirm(&self, mounted: &Mounted, deadline: Instant) -> Result<(), String> {
-        let session = self.session;
-        let href = mounted.mount.delete_href();
-        let attempt_once = async || -> em::Result<bool> {
-            match session.delete_mount(href).await {
-                Ok(()) | Err(em::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e),
-            }
-            let remaining = session.mounts(&mounted.point).await?;
-            Ok(remaining.iter().any(|m| m.href == mounted.mount.href))
-        };
-        let mut delay = self.target.poll_initial;
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let left = deadline.saturating_duration_since(Instant::now());
-            let problem = match tokio::time::timeout(left, attempt_once()).await {
-                Err(_) => return Err(format!("no confirmation within the unmount timeout ({attempt} attempts)")),
-                Ok(Ok(false)) => return Ok(()),
-                Ok(Ok(true)) => "EM still lists the mount after deleting it".to_owned(),
-                // Only the owning session can delete the mount; retrying cannot help.
-                Ok(Err(e @ (em::Error::SessionExpired { .. } | em::Error::Forbidden { .. }))) => {
-                    return Err(format!("delete failed: {e}"));
-                }
-                Ok(Err(e)) => e.to_string(),
-            };
-            if Instant::now() + delay >= deadline {
-                return Err(format!("{problem} (gave up after {attempt} attempts)"));
-            }
-            tracing::warn!(target_name = %self.target.name, probe = %self.probe.name, attempt, err = %problem, "unmount attempt failed; retrying");
-            tokio::time::sleep(delay).await;
-            delay = self.next_poll_delay(delay);
-        }
-    }
-}
-
 /// A failed run: the first failure, and a cleanup failure that followed it, if any.
 pub struct Failure {
     pub first: Box<ProbeError>,
@@ -518,5 +338,71 @@ fn with_cleanup<T>(work: Result<T, ProbeError>, cleanup: Result<(), ProbeError>)
         (Ok(v), Ok(())) => Ok(v),
         (Ok(_), Err(c)) | (Err(c), Ok(())) => Err(c.into()),
         (Err(first), Err(c)) => Err(Failure { first: Box::new(first), cleanup: Some(Box::new(c)) }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_is_listed() {
+        let samples = [
+            ProbeError::StepTimeout { phase: Phase::Mount, after: Duration::ZERO },
+            ProbeError::NoRestorePoint { kind: "backup", vm: String::new() },
+            ProbeError::EmptyMount,
+            ProbeError::Verify(String::new()),
+            ProbeError::RestoreFailed(String::new()),
+            ProbeError::Unmount(String::new()),
+            ProbeError::Cancelled(Phase::Browse),
+            ProbeError::State(String::new()),
+        ];
+        let listed: Vec<&str> = ProbeError::reasons().collect();
+        for e in &samples {
+            assert!(listed.contains(&e.reason()), "{}", e.reason());
+        }
+        assert_eq!(listed.len(), em::Error::REASONS.len() + samples.len());
+    }
+
+    #[test]
+    fn every_vocabulary_lists_each_value_once() {
+        let ops: HashSet<_> = Operation::ALL.iter().map(|o| o.as_str()).collect();
+        let outcomes: HashSet<_> = TaskOutcome::ALL.iter().map(|o| o.as_str()).collect();
+        let results: HashSet<_> = RestoreResult::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!((ops.len(), outcomes.len(), results.len()), (4, 3, 4));
+        // An exhaustive match: a new variant fails to compile here until it is listed above.
+        for op in Operation::ALL {
+            match op {
+                Operation::MountRestorePoint
+                | Operation::FileRestoreFromMountPoint
+                | Operation::BrowseVm
+                | Operation::RestoreFile => {}
+            }
+        }
+    }
+
+    #[test]
+    fn kinds_decode_strictly_with_clear_errors() {
+        let decode = |yaml: &str| {
+            let mut errors = Vec::new();
+            let value: serde_norway::Value = serde_norway::from_str(yaml).unwrap();
+            let mut f = Fields::new(value, "p", &mut errors).unwrap();
+            let kind = Kind::decode(&mut f);
+            if let Some(k) = &kind {
+                f.finish(Some(&k.owner()));
+            }
+            (kind, errors)
+        };
+        let (kind, errors) = decode("kind: mount\nbrowse: false\n");
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(kind.unwrap().phases(), &[Phase::Lookup, Phase::Mount, Phase::Browse, Phase::Unmount]);
+        let (_, errors) = decode("kind: mount\npath: C:/x\n");
+        assert_eq!(errors, ["p.path: not a setting of a mount probe"]);
+        let (_, errors) = decode("kind: file_restore\npath: C:/x\n");
+        assert!(errors[0].starts_with("p.mode: required for file_restore"), "{errors:?}");
+        let (_, errors) = decode("kind: tape\n");
+        assert!(errors[0].starts_with("p.kind: unknown kind \"tape\""), "{errors:?}");
+        let (_, errors) = decode("kind: file_restore\nmode: catalog\npath: C:/x\nexpected_size: 3\n");
+        assert_eq!(errors, ["p.expected_size: not a setting of a file_restore probe in mode catalog"]);
     }
 }

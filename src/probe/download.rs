@@ -1,0 +1,99 @@
+//! `kind: file_restore`, `mode: download`: mount, restore one file for direct download, fetch
+//! and verify it, unmount. Touches nothing in the VM.
+
+use sha2::{Digest, Sha256};
+
+use super::{Failure, Operation, Phase, ProbeError, ProbeKind, Run, mount, with_cleanup};
+use crate::em::{self, Mount, OsKind, PointKind};
+use crate::fields::Fields;
+
+/// Downloads larger than this are refused unless `expected_size` says more.
+const DEFAULT_DOWNLOAD_CAP: usize = 64 << 20;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DownloadProbe {
+    /// The guest path, e.g. `C:/canary/canary.txt`.
+    pub path: String,
+    pub os_kind: Option<OsKind>,
+    pub expected_size: Option<u64>,
+    /// Lower-case hex.
+    pub expected_sha256: Option<String>,
+}
+
+impl ProbeKind for DownloadProbe {
+    const KIND: &'static str = "file_restore";
+    const MODE: Option<&'static str> = Some("download");
+    const PHASES: &'static [Phase] = &[Phase::Lookup, Phase::Mount, Phase::Restore, Phase::Download, Phase::Unmount];
+
+    fn decode(f: &mut Fields) -> Option<DownloadProbe> {
+        let path = guest_path(f)?;
+        let sha: Option<String> = f.optional("expected_sha256");
+        let sha = sha.map(|s| s.to_ascii_lowercase());
+        if let Some(h) = &sha
+            && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            f.error("expected_sha256", "must be 64 hex digits");
+        }
+        Some(DownloadProbe {
+            path,
+            os_kind: f.optional("os_kind"),
+            expected_size: f.optional("expected_size"),
+            expected_sha256: sha,
+        })
+    }
+
+    async fn run(&self, run: &mut Run<'_>) -> Result<Option<String>, Failure> {
+        let point = run.lookup(PointKind::Backup).await?;
+        let mounted = run.mount(point, self.os_kind).await?;
+        let fetched = match mount::check(run, &mounted, false).await {
+            Ok(()) => self.fetch(run, &mounted.mount).await,
+            Err(e) => Err(e),
+        };
+        let unmounted = run.unmount(mounted).await;
+        with_cleanup(fetched, unmounted).map(|()| None)
+    }
+}
+
+/// The `path` of a file-restore probe: required, not blank.
+pub(super) fn guest_path(f: &mut Fields) -> Option<String> {
+    let path: String = f.required("path")?;
+    if path.trim().is_empty() {
+        f.error("path", "must not be empty");
+        return None;
+    }
+    Some(path)
+}
+
+impl DownloadProbe {
+    async fn fetch(&self, run: &mut Run<'_>, mount: &Mount) -> Result<(), ProbeError> {
+        run.skip_if_shutting_down(Phase::Restore)?;
+        let session = run.session;
+        let start = session.start_download_restore(mount, &self.path);
+        let task = run.task_step(Phase::Restore, Operation::FileRestoreFromMountPoint, start).await?;
+        run.forget_task(&task).await;
+        let href = task.download().map(|l| l.href.clone()).ok_or(ProbeError::Em {
+            phase: Phase::Restore,
+            source: em::Error::Decode("FileRestoreFromMountPoint task has no Download link".into()),
+        })?;
+        let cap = self.expected_size.map(|s| s.saturating_add(1) as usize).unwrap_or(DEFAULT_DOWNLOAD_CAP).max(1);
+        let bytes = match run.read_step(Phase::Download, session.download(&href, cap)).await {
+            Err(ProbeError::Em { source: em::Error::TooLarge { .. }, .. }) if self.expected_size.is_some() => {
+                let size = self.expected_size.unwrap_or(0);
+                return Err(ProbeError::Verify(format!("file is larger than the expected {size} bytes")));
+            }
+            other => other?,
+        };
+        if let Some(size) = self.expected_size
+            && bytes.len() as u64 != size
+        {
+            return Err(ProbeError::Verify(format!("size is {} bytes, expected {size}", bytes.len())));
+        }
+        if let Some(expected) = &self.expected_sha256 {
+            let actual = hex::encode(Sha256::digest(&bytes));
+            if &actual != expected {
+                return Err(ProbeError::Verify(format!("SHA-256 is {actual}, expected {expected}")));
+            }
+        }
+        Ok(())
+    }
+}
