@@ -148,8 +148,8 @@ fn json_task_with_bom() {
     assert_eq!(t.delete_href(), "http://em.example:9399/api/tasks/task-9");
 }
 
-/// JSON forms of the documented XML examples, written by the documented mapping (em-api.md
-/// §1.5: attributes become properties, `Links` an array, `/query` nests its plural twice).
+/// JSON forms of the documented XML examples, written by the documented mapping (attributes
+/// become properties, `Links` an array, `/query` nests its plural twice; docs/em-api-notes.md §1).
 #[test]
 fn json_forms_by_the_documented_mapping() {
     let query = br#"{"Entities":{"VmRestorePoints":{"VmRestorePoints":[{"Type":"VmRestorePoint",

@@ -7,14 +7,16 @@
 mod client;
 mod error;
 mod model;
+mod session;
 mod wire;
 
-pub use client::{Client, ClientConfig, Endpoint, Format, OsKind, RequestObserver, SESSION_HEADER, Session};
+pub use client::{Client, ClientConfig, Endpoint, Format, OsKind, RequestObserver, SESSION_HEADER};
 pub use error::{Error, Result};
 pub use model::{
     DirectoryEntry, EntryPoint, FileEntry, FileSystemEntries, Link, LogonInfo, Mount, PointKind, RestorePoint,
     RestoreSession, RestoreSessionResult, RestoreSessionState, Task, TaskResult, TaskState, id_from_href, parse_time,
 };
+pub use session::Session;
 
 /// Decoders exposed for fixture tests of the documented example bodies.
 #[doc(hidden)]

@@ -306,7 +306,7 @@ impl Mount {
         items.into_iter().map(Mount::decode).collect()
     }
 
-    /// Where to `DELETE`: the mount's own `Delete` link (preferred, see em-api.md §4.2), else its href.
+    /// Where to `DELETE`: the mount's own `Delete` link (preferred, see docs/em-api-notes.md §4.2), else its href.
     pub fn delete_href(&self) -> &str {
         find_link(&self.links, "Delete").map(|l| l.href.as_str()).unwrap_or(&self.href)
     }

@@ -1,56 +1,63 @@
 //! `veeam-em-sim`: a simulated Veeam Backup Enterprise Manager REST API.
 //!
-//! Built from the documentation (`shared/docs/em-api.md`), not from the client: the same paths,
-//! status codes, XML namespace and element names, session scoping, task and restore-session
-//! state machines. Where the documentation is silent the simulator picks the harder behaviour
-//! (see `world.rs`). Faults can be injected at start and at run time under `/sim/`.
+//! Built from the documentation (see `docs/em-api-notes.md`), not from the client: the same
+//! paths, status codes, XML namespace and element names, session scoping, task and
+//! restore-session state machines. Where the documentation states a rule the simulator
+//! enforces it (e.g. `guestfs` only after a browse in the same session); where it is silent it
+//! picks the harder behaviour. Faults can be injected at start and at run time under `/sim/`.
+//!
+//! Rooms: `api` (the EM routes and request plumbing), `admin` (the `/sim/` API), `world` (state
+//! and semantics, no HTTP: `world/{sessions,query,mounts,restores,faults}.rs`), `render` (one
+//! element tree as XML or JSON), `inventory` (users, VMs, points, guest files).
 //!
 //! Admin endpoints (JSON): `GET /sim/requests` (request log), `DELETE /sim/requests`,
 //! `GET|POST|DELETE /sim/faults`, `POST /sim/sessions/expire`, `GET /sim/state`,
 //! `POST /sim/mounts/release` (an operator stopping unreachable mounts), `GET|PUT /sim/timings`.
+//!
+//! # Example
+//!
+//! Start a simulator on a free loopback port, log on as any EM client does, and look at its
+//! state:
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use veeam_restore_exporter::sim::{self, SimConfig};
+//!
+//! let server = sim::start(SimConfig::default()).await.unwrap();
+//! let http = reqwest::Client::new();
+//! let logon = http
+//!     .post(format!("{}sessionMngr/?v=latest", server.api_url))
+//!     .basic_auth("svc-canary", Some("canary")) // the built-in inventory's account
+//!     .send()
+//!     .await
+//!     .unwrap();
+//! assert_eq!(logon.status(), 201);
+//! assert!(logon.headers().contains_key("X-RestSvcSessionId"));
+//! assert_eq!(server.state().sessions.len(), 1);
+//! server.shutdown().await;
+//! # });
+//! ```
 
+mod admin;
+mod api;
 mod inventory;
 mod render;
 mod world;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::body::{Body as HttpBody, to_bytes};
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use bytes::Bytes;
+use axum::Router;
 
+pub use admin::parse_fault_flag;
 pub use inventory::{DEFAULT_INVENTORY, InventoryFile};
 pub use world::{
     Fault, FaultKind, LoggedRequest, MountView, RestoreSessionView, RestoredFile, SessionView, StateView, Timings,
 };
 
-// Only plain enums are shared with the client. Paths, type names, header names and media types
-// are the simulator's own reading of the documentation, so a typo in the client cannot be
-// mirrored here and hidden from the tests.
-use crate::em::{Endpoint, Format, OsKind, PointKind};
-use render::{Body, El};
-
-/// The session token header (EM REST docs, "Authentication and Security").
-const TOKEN_HEADER: &str = "X-RestSvcSessionId";
-
-/// The `Content-Type` of each response format.
-fn media_type(format: Format) -> &'static str {
-    match format {
-        Format::Xml => "application/xml",
-        Format::Json => "application/json",
-    }
-}
-use world::{MountKey, SimError, World};
-
+use world::World;
 /// How to start a simulator.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -178,545 +185,5 @@ pub async fn start(config: SimConfig) -> Result<SimServer, String> {
 }
 
 fn router(sim: Sim) -> Router {
-    let api = Router::new()
-        .route("/api/", get(entry_point))
-        .route("/api", get(entry_point))
-        .route("/api/sessionMngr/", post(logon))
-        .route("/api/sessionMngr", post(logon))
-        .route("/api/logonSessions", get(list_logon_sessions))
-        .route("/api/logonSessions/{id}", get(get_logon_session).delete(logoff))
-        .route("/api/query", get(query))
-        .route("/api/tasks/{id}", get(get_task).delete(delete_task))
-        .route("/api/restoreSessions/{id}", get(get_restore_session))
-        .route("/api/catalog/vms/{vm}/vmRestorePoints/{pid}", post(catalog_browse))
-        .route("/api/catalog/vms/{vm}/vmRestorePoints/{pid}/guestfs/{*path}", post(catalog_restore))
-        .route("/api/{coll}/{pid}", get(get_point))
-        .route("/api/{coll}/{pid}/mounts", get(list_mounts).post(create_mount))
-        .route("/api/{coll}/{pid}/mounts/{mid}", get(get_mount).delete(delete_mount))
-        .route("/api/{coll}/{pid}/mounts/{mid}/{*path}", get(browse_or_download).post(file_restore))
-        .fallback(not_found)
-        .layer(middleware::from_fn_with_state(sim.clone(), instrument));
-    let admin = Router::new()
-        .route("/sim/requests", get(admin_requests).delete(admin_clear_requests))
-        .route("/sim/faults", get(admin_faults).post(admin_add_fault).delete(admin_clear_faults))
-        .route("/sim/sessions/expire", post(admin_expire))
-        .route("/sim/state", get(admin_state))
-        .route("/sim/mounts/release", post(admin_release))
-        .route("/sim/timings", get(admin_timings).put(admin_set_timings));
-    api.merge(admin).with_state(sim)
-}
-
-// ---- request plumbing ---------------------------------------------------------------------
-
-/// The response format a request asked for.
-fn format_of(headers: &HeaderMap) -> Format {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if accept.contains("application/json") && !accept.contains("application/xml") { Format::Json } else { Format::Xml }
-}
-
-/// The session token. Like EM, a cookie wins over the header (em-api.md §1.3).
-fn token_of(headers: &HeaderMap) -> Option<String> {
-    let from_cookie = headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|cookies| {
-        cookies.split(';').find_map(|c| c.trim().strip_prefix(&format!("{TOKEN_HEADER}=")).map(str::to_owned))
-    });
-    from_cookie.or_else(|| headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned))
-}
-
-fn render(body: &Body, format: Format, status: StatusCode) -> Response {
-    let mut response = (status, body.render(format)).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type(format)));
-    response
-}
-
-fn error_response(e: SimError, format: Format) -> Response {
-    let el = El::new("Error").attr("Message", e.message.clone()).attr("StatusCode", e.status as i64);
-    let el = match format {
-        // The JSON form seen from real EM carries these keys (em-api.md §1.7).
-        Format::Json => el.attr("FirstChanceExceptionMessage", e.message).attr("Status", "Error"),
-        Format::Xml => el.field("FirstChanceExceptionMessage", e.message),
-    };
-    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = render(&Body::Entity(el), format, status);
-    if e.status == 401 {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic Realm=RestSvc"));
-    }
-    response
-}
-
-/// Which documented call a request is, for faults and the request log.
-fn classify(method: &Method, path: &str, query: &str) -> Option<Endpoint> {
-    let parts: Vec<&str> = path.trim_start_matches("/api").split('/').filter(|s| !s.is_empty()).collect();
-    let is = |m: &Method| method == m;
-    Some(match parts.as_slice() {
-        [] => Endpoint::ApiRoot,
-        ["sessionMngr"] => Endpoint::Logon,
-        ["logonSessions", _] if is(&Method::DELETE) => Endpoint::Logoff,
-        ["logonSessions", ..] => Endpoint::LogonSession,
-        ["query"] => Endpoint::Query,
-        ["tasks", _] if is(&Method::DELETE) => Endpoint::TaskDelete,
-        ["tasks", _] => Endpoint::Task,
-        ["restoreSessions", _] => Endpoint::RestoreSession,
-        ["catalog", "vms", _, "vmRestorePoints", _] if is(&Method::POST) => Endpoint::CatalogBrowse,
-        ["catalog", ..] if is(&Method::POST) => Endpoint::CatalogRestore,
-        [_, _, "mounts"] if is(&Method::POST) => Endpoint::MountCreate,
-        [_, _, "mounts"] => Endpoint::MountList,
-        [_, _, "mounts", _] if is(&Method::DELETE) => Endpoint::MountDelete,
-        [_, _, "mounts", _] => Endpoint::MountGet,
-        [_, _, "mounts", _, ..] if is(&Method::POST) => Endpoint::FileRestore,
-        [_, _, "mounts", _, ..] if query.contains("action=download") => Endpoint::Download,
-        [_, _, "mounts", _, ..] => Endpoint::MountBrowse,
-        _ => return None,
-    })
-}
-
-/// Applies request-level faults and records every API request in the log.
-async fn instrument(State(sim): State<Sim>, request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let query = request.uri().query().unwrap_or("").to_owned();
-    let full_path = if query.is_empty() { path.clone() } else { format!("{path}?{query}") };
-    let endpoint = classify(&method, &path, &query);
-    let token = token_of(request.headers());
-    let format = format_of(request.headers());
-    let faults = {
-        let mut world = sim.world();
-        world.tick(Instant::now());
-        world.take_faults(endpoint, true)
-    };
-    let mut status_fault = None;
-    let (mut malformed, mut reset) = (false, false);
-    for fault in &faults {
-        match fault {
-            FaultKind::Latency { ms } => tokio::time::sleep(Duration::from_millis(*ms)).await,
-            FaultKind::Status { status, message } => {
-                status_fault = Some(SimError {
-                    status: *status,
-                    message: message.clone().unwrap_or_else(|| "Injected fault".into()),
-                })
-            }
-            FaultKind::ExpireSession {} => {
-                if let Some(t) = &token {
-                    sim.world().expire_by_token(t);
-                }
-            }
-            FaultKind::Malformed {} => malformed = true,
-            FaultKind::Reset {} => reset = true,
-            _ => {}
-        }
-    }
-    // EM 9.5U4 rejected XML/JSON POST bodies when Accept listed several types (em-api.md §1.3).
-    let accept = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let has_body =
-        request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).is_some_and(|l| l != "0");
-    if status_fault.is_none() && method == Method::POST && has_body && accept.contains(',') {
-        status_fault = Some(SimError { status: 400, message: "Node [root] does not exist.".into() });
-    }
-    let response = match status_fault {
-        Some(e) => error_response(e, format),
-        None => next.run(request).await,
-    };
-    let status = response.status();
-    sim.world().record(method.as_str(), &full_path, endpoint, status.as_u16(), token.as_deref());
-    if !(malformed || reset) {
-        return response;
-    }
-    let (parts, body) = response.into_parts();
-    let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
-    let half = bytes.slice(..bytes.len() / 2);
-    let mut parts = parts;
-    parts.headers.remove(header::CONTENT_LENGTH);
-    if reset {
-        let chunks: Vec<Result<Bytes, std::io::Error>> =
-            vec![Ok(half), Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected connection reset"))];
-        return Response::from_parts(parts, HttpBody::from_stream(futures_util::stream::iter(chunks)));
-    }
-    Response::from_parts(parts, HttpBody::from(half))
-}
-
-/// Authenticates, runs `f` on the world with the caller's session id, renders the result.
-fn authed(
-    sim: &Sim,
-    headers: &HeaderMap,
-    ok: StatusCode,
-    f: impl FnOnce(&mut World, &str, Instant) -> Result<Body, SimError>,
-) -> Response {
-    let format = format_of(headers);
-    let now = Instant::now();
-    let mut world = sim.world();
-    world.tick(now);
-    let result = world.authenticate(token_of(headers).as_deref(), now).and_then(|session| f(&mut world, &session, now));
-    match result {
-        Ok(body) => render(&body, format, ok),
-        Err(e) => error_response(e, format),
-    }
-}
-
-fn authed_no_content(
-    sim: &Sim,
-    headers: &HeaderMap,
-    f: impl FnOnce(&mut World, &str) -> Result<(), SimError>,
-) -> Response {
-    let format = format_of(headers);
-    let now = Instant::now();
-    let mut world = sim.world();
-    world.tick(now);
-    match world.authenticate(token_of(headers).as_deref(), now).and_then(|session| f(&mut world, &session)) {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => error_response(e, format),
-    }
-}
-
-fn point_kind(collection: &str) -> Result<PointKind, SimError> {
-    match collection {
-        "vmRestorePoints" => Ok(PointKind::Backup),
-        "vmReplicaPoints" => Ok(PointKind::Replica),
-        other => Err(SimError { status: 404, message: format!("Resource {other} not found") }),
-    }
-}
-
-fn mount_key<'a>(
-    session: &'a str,
-    collection: &str,
-    point_id: &'a str,
-    mount_id: &'a str,
-) -> Result<MountKey<'a>, SimError> {
-    Ok(MountKey { session, kind: point_kind(collection)?, point_id, mount_id })
-}
-
-// ---- API handlers -----------------------------------------------------------------------------
-
-async fn not_found(headers: HeaderMap) -> Response {
-    error_response(SimError { status: 404, message: "Resource not found".into() }, format_of(&headers))
-}
-
-async fn entry_point(State(sim): State<Sim>, headers: HeaderMap) -> Response {
-    render(&sim.world().entry_point(), format_of(&headers), StatusCode::OK)
-}
-
-async fn logon(State(sim): State<Sim>, headers: HeaderMap) -> Response {
-    let format = format_of(&headers);
-    let credentials = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b.trim()).ok())
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.split_once(':').map(|(u, p)| (u.to_owned(), p.to_owned())));
-    let Some((user, password)) = credentials else {
-        return error_response(
-            SimError { status: 401, message: "Authorization header has been expected but not found".into() },
-            format,
-        );
-    };
-    let mut world = sim.world();
-    let now = Instant::now();
-    world.tick(now);
-    match world.logon(&user, &password, now) {
-        Ok((token, body)) => {
-            let mut response = render(&body, format, StatusCode::CREATED);
-            let location = match &body {
-                Body::Entity(_) => world.base.clone(),
-                Body::Collection { .. } => unreachable!("logon returns an entity"),
-            };
-            let id = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &token)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .unwrap_or_default();
-            let h = response.headers_mut();
-            if let Ok(v) = HeaderValue::from_str(&token) {
-                h.insert(TOKEN_HEADER, v);
-            }
-            if let Ok(v) = HeaderValue::from_str(&format!("{TOKEN_HEADER}={token}; Path=/api;")) {
-                h.insert(header::SET_COOKIE, v);
-            }
-            if let Ok(v) = HeaderValue::from_str(&format!("{location}/logonSessions/{id}")) {
-                h.insert(header::LOCATION, v);
-            }
-            response
-        }
-        Err(e) => error_response(e, format),
-    }
-}
-
-async fn list_logon_sessions(State(sim): State<Sim>, headers: HeaderMap) -> Response {
-    authed(&sim, &headers, StatusCode::OK, |w, s, _| w.list_logon_sessions(s))
-}
-
-async fn get_logon_session(State(sim): State<Sim>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    authed(&sim, &headers, StatusCode::OK, |w, s, _| w.get_logon_session(s, &id))
-}
-
-async fn logoff(State(sim): State<Sim>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    authed_no_content(&sim, &headers, |w, s| w.logoff(s, &id))
-}
-
-async fn query(State(sim): State<Sim>, headers: HeaderMap, Query(params): Query<HashMap<String, String>>) -> Response {
-    authed(&sim, &headers, StatusCode::OK, |w, _, now| w.query(&params, now))
-}
-
-async fn get_point(State(sim): State<Sim>, headers: HeaderMap, Path((coll, pid)): Path<(String, String)>) -> Response {
-    authed(&sim, &headers, StatusCode::OK, |w, _, _| w.point(point_kind(&coll)?, &pid))
-}
-
-async fn list_mounts(
-    State(sim): State<Sim>,
-    headers: HeaderMap,
-    Path((coll, pid)): Path<(String, String)>,
-) -> Response {
-    authed(&sim, &headers, StatusCode::OK, |w, s, _| w.mounts(s, point_kind(&coll)?, &pid))
-}
-
-/// Reads the optional `StartMountSpec`/`{"OsKind":…}` body.
-fn os_kind(body: &[u8]) -> Result<Option<OsKind>, SimError> {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim_start_matches('\u{feff}').trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
-    let value = if text.starts_with('{') {
-        let v: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| SimError { status: 400, message: format!("Invalid JSON: {e}") })?;
-        v.get("OsKind").and_then(|k| k.as_str()).map(str::to_owned)
-    } else if text.contains("StartMountSpec") {
-        text.split_once("<OsKind>").and_then(|(_, rest)| rest.split_once("</OsKind>")).map(|(k, _)| k.trim().to_owned())
-    } else {
-        return Err(SimError { status: 400, message: "Node [root] does not exist.".into() });
-    };
-    match value.as_deref() {
-        None => Ok(None),
-        Some("Windows") => Ok(Some(OsKind::Windows)),
-        Some("Linux") => Ok(Some(OsKind::Linux)),
-        Some(other) => Err(SimError { status: 400, message: format!("Unknown OsKind {other}") }),
-    }
-}
-
-async fn create_mount(
-    State(sim): State<Sim>,
-    headers: HeaderMap,
-    Path((coll, pid)): Path<(String, String)>,
-    body: Bytes,
-) -> Response {
-    let faults = sim.world().take_faults(Some(Endpoint::MountCreate), false);
-    authed(&sim, &headers, StatusCode::ACCEPTED, |w, s, now| {
-        let os = os_kind(&body)?;
-        w.start_mount(s, point_kind(&coll)?, &pid, os, &faults, now)
-    })
-}
-
-async fn get_mount(
-    State(sim): State<Sim>,
-    headers: HeaderMap,
-    Path((coll, pid, mid)): Path<(String, String, String)>,
-) -> Response {
-    authed(&sim, &headers, StatusCode::OK, |w, s, _| w.mount(&mount_key(s, &coll, &pid, &mid)?))
-}
-
-async fn delete_mount(
-    State(sim): State<Sim>,
-    headers: HeaderMap,
-    Path((coll, pid, mid)): Path<(String, String, String)>,
-) -> Response {
-    authed_no_content(&sim, &headers, |w, s| w.delete_mount(&mount_key(s, &coll, &pid, &mid)?))
-}
-
-async fn browse_or_download(
-    State(sim): State<Sim>,
-    headers: HeaderMap,
-    Path((coll, pid, mid, path)): Path<(String, String, String, String)>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
-    let action = params.get("action").cloned().unwrap_or_else(|| "listAll".into());
-    if action.eq_ignore_ascii_case("download") {
-        let format = format_of(&headers);
-        let now = Instant::now();
-        let mut world = sim.world();
-        world.tick(now);
-        let result = world
-            .authenticate(token_of(&headers).as_deref(), now)
-            .and_then(|s| world.download(&mount_key(&s, &coll, &pid, &mid)?, &path));
-        return match result {
-            Ok(bytes) => ([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response(),
-            Err(e) => error_response(e, format),
-        };
-    }
-    authed(&sim, &headers, StatusCode::OK, |w, s, _| w.browse(&mount_key(s, &coll, &pid, &mid)?, &path, &action))
-}
-
-async fn file_restore(
-    State(sim): State<Sim>,
-    headers: HeaderMap,
-    Path((coll, pid, mid, path)): Path<(String, String, String, String)>,
-    Query(params): Query<HashMap<String, String>>,
-    body: Bytes,
-) -> Response {
-    let faults = sim.world().take_faults(Some(Endpoint::FileRestore), false);
-    authed(&sim, &headers, StatusCode::ACCEPTED, |w, s, now| {
-        if !params.get("action").is_some_and(|a| a.eq_ignore_ascii_case("restore")) {
-            return Err(SimError { status: 400, message: "Unsupported action".into() });
-        }
-        let text = String::from_utf8_lossy(&body);
-        if !text.contains("ToOriginalLocation") && !text.contains("ForDirectDownload") {
-            return Err(SimError {
-                status: 400,
-                message: "FileRestoreSpec needs ToOriginalLocation or ForDirectDownload".into(),
-            });
-        }
-        let key = mount_key(s, &coll, &pid, &mid)?;
-        w.start_file_restore(&key, &path, text.contains("ForDirectDownload"), &faults, now)
-    })
-}
-
-/// `POST …/vmRestorePoints/{id}?action=browse`: the reference page documents `200 OK` with a
-/// `BrowseVM` task (the scenario page shows `202`). The task runs like any other; `guestfs`
-/// opens for this logon session when it stops running.
-async fn catalog_browse(
-    State(sim): State<Sim>,
-    headers: HeaderMap,
-    Path((vm, pid)): Path<(String, String)>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
-    let faults = sim.world().take_faults(Some(Endpoint::CatalogBrowse), false);
-    authed(&sim, &headers, StatusCode::OK, |w, s, now| {
-        if !params.get("action").is_some_and(|a| a.eq_ignore_ascii_case("browse")) {
-            return Err(SimError { status: 405, message: "Method not allowed without action=browse".into() });
-        }
-        w.start_catalog_browse(s, &vm, &pid, &faults, now)
-    })
-}
-
-async fn catalog_restore(
-    State(sim): State<Sim>,
-    headers: HeaderMap,
-    Path((vm, pid, path)): Path<(String, String, String)>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
-    let faults = sim.world().take_faults(Some(Endpoint::CatalogRestore), false);
-    authed(&sim, &headers, StatusCode::ACCEPTED, |w, s, now| {
-        if !params.get("action").is_some_and(|a| a.eq_ignore_ascii_case("restore")) {
-            return Err(SimError { status: 400, message: "Unsupported action".into() });
-        }
-        w.start_catalog_restore(s, &vm, &pid, &path, &faults, now)
-    })
-}
-
-async fn get_task(State(sim): State<Sim>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    authed(&sim, &headers, StatusCode::OK, |w, s, now| w.task(s, &id, now))
-}
-
-async fn delete_task(State(sim): State<Sim>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    authed_no_content(&sim, &headers, |w, s| w.delete_task(s, &id))
-}
-
-async fn get_restore_session(State(sim): State<Sim>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    authed(&sim, &headers, StatusCode::OK, |w, _, now| w.restore_session(&id, now))
-}
-
-// ---- admin --------------------------------------------------------------------------------------
-
-async fn admin_requests(State(sim): State<Sim>) -> Json<Vec<LoggedRequest>> {
-    Json(sim.world().log.clone())
-}
-
-async fn admin_clear_requests(State(sim): State<Sim>) -> StatusCode {
-    sim.world().log.clear();
-    StatusCode::NO_CONTENT
-}
-
-async fn admin_faults(State(sim): State<Sim>) -> Json<Vec<Fault>> {
-    Json(sim.world().faults.clone())
-}
-
-async fn admin_add_fault(State(sim): State<Sim>, body: Bytes) -> Response {
-    match serde_json::from_slice::<Fault>(&body) {
-        Ok(fault) => {
-            sim.world().faults.push(fault);
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => (StatusCode::BAD_REQUEST, format!("invalid fault: {e}\n")).into_response(),
-    }
-}
-
-async fn admin_clear_faults(State(sim): State<Sim>) -> StatusCode {
-    sim.world().faults.clear();
-    StatusCode::NO_CONTENT
-}
-
-async fn admin_expire(State(sim): State<Sim>) -> Json<serde_json::Value> {
-    let n = sim.world().expire_all();
-    Json(serde_json::json!({ "expired": n }))
-}
-
-async fn admin_release(State(sim): State<Sim>) -> Json<serde_json::Value> {
-    let n = sim.world().release_orphans();
-    Json(serde_json::json!({ "released": n }))
-}
-
-async fn admin_state(State(sim): State<Sim>) -> Json<StateView> {
-    Json(sim.world().state(Instant::now()))
-}
-
-async fn admin_timings(State(sim): State<Sim>) -> Json<Timings> {
-    Json(sim.world().timings.clone())
-}
-
-async fn admin_set_timings(State(sim): State<Sim>, body: Bytes) -> Response {
-    match serde_json::from_slice::<Timings>(&body) {
-        Ok(t) => {
-            sim.world().timings = t;
-            StatusCode::NO_CONTENT.into_response()
-        }
-        Err(e) => (StatusCode::BAD_REQUEST, format!("invalid timings: {e}\n")).into_response(),
-    }
-}
-
-/// Parses a `--fault` flag: `kind=status,status=503,endpoint=mount_create,times=2`.
-pub fn parse_fault_flag(spec: &str) -> Result<Fault, String> {
-    let mut map = serde_json::Map::new();
-    for pair in spec.split(',').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').ok_or_else(|| format!("fault {spec:?}: expected key=value, got {pair:?}"))?;
-        let value = match v.parse::<u64>() {
-            Ok(n) => serde_json::Value::from(n),
-            Err(_) => serde_json::Value::from(v),
-        };
-        map.insert(k.trim().to_owned(), value);
-    }
-    serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| format!("fault {spec:?}: {e}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fault_flags() {
-        let f = parse_fault_flag("kind=status,status=503,endpoint=mount_create,times=2").unwrap();
-        assert_eq!(f.endpoint, Some(Endpoint::MountCreate));
-        assert_eq!(f.kind, FaultKind::Status { status: 503, message: None });
-        assert_eq!(f.times, Some(2));
-        assert!(parse_fault_flag("kind=bogus").is_err());
-        assert!(parse_fault_flag("kind").is_err());
-        assert!(parse_fault_flag("kind=task_stuck,bogus=1").is_err(), "unknown keys are rejected");
-    }
-
-    #[test]
-    fn requests_are_classified() {
-        let c = |m: Method, p: &str, q: &str| classify(&m, p, q);
-        assert_eq!(c(Method::POST, "/api/vmRestorePoints/x/mounts", ""), Some(Endpoint::MountCreate));
-        assert_eq!(
-            c(Method::GET, "/api/vmReplicaPoints/x/mounts/1/C:/a", "action=listDirs"),
-            Some(Endpoint::MountBrowse)
-        );
-        assert_eq!(c(Method::GET, "/api/vmRestorePoints/x/mounts/1/C:/a", "action=download"), Some(Endpoint::Download));
-        assert_eq!(c(Method::DELETE, "/api/vmRestorePoints/x/mounts/1", ""), Some(Endpoint::MountDelete));
-        assert_eq!(
-            c(Method::POST, "/api/catalog/vms/v/vmRestorePoints/p/guestfs/C:/a", ""),
-            Some(Endpoint::CatalogRestore)
-        );
-        assert_eq!(
-            c(Method::POST, "/api/catalog/vms/v/vmRestorePoints/p", "action=browse"),
-            Some(Endpoint::CatalogBrowse)
-        );
-        assert_eq!(c(Method::DELETE, "/api/logonSessions/x", ""), Some(Endpoint::Logoff));
-        assert_eq!(c(Method::GET, "/api/", ""), Some(Endpoint::ApiRoot));
-    }
+    api::routes(sim.clone()).merge(admin::routes()).with_state(sim)
 }

@@ -1,0 +1,178 @@
+//! Catalog browse and restore, tasks and restore sessions.
+
+use super::*;
+use crate::sim::inventory::{VmSpec, path_key};
+use crate::sim::render::Link;
+
+impl World {
+    /// The catalog VM and one of its backup points, or 404.
+    pub(super) fn catalog_point(&self, vm_name: &str, point_id: &str) -> Result<(&VmSpec, Point), SimError> {
+        let vm = self
+            .inventory
+            .vm(vm_name)
+            .filter(|v| v.indexed)
+            .ok_or_else(|| err(404, format!("Catalog VM {vm_name} not found")))?;
+        let point = self
+            .inventory
+            .point(PointKind::Backup, point_id)
+            .filter(|p| p.vm.eq_ignore_ascii_case(&vm.name))
+            .cloned()
+            .ok_or_else(|| err(404, format!("Restore point {point_id} of {vm_name} not found")))?;
+        Ok((vm, point))
+    }
+
+    pub(crate) fn start_catalog_browse(
+        &mut self,
+        session: &str,
+        vm_name: &str,
+        point_id: &str,
+        faults: &[FaultKind],
+        now: Instant,
+    ) -> Reply {
+        let (vm, point) = self.catalog_point(vm_name, point_id)?;
+        let effect = Effect::Browse { vm: vm.name.clone(), point_id: point.id.clone() };
+        Ok(self.create_task(session, "BrowseVM", effect, faults, now))
+    }
+
+    /// Strict, as documented: `guestfs` resources "become available after" a browse of the
+    /// point, so a restore without one in the same logon session answers 404.
+    pub(crate) fn start_catalog_restore(
+        &mut self,
+        session: &str,
+        vm_name: &str,
+        point_id: &str,
+        path: &str,
+        faults: &[FaultKind],
+        now: Instant,
+    ) -> Reply {
+        let (vm, point) = self.catalog_point(vm_name, point_id)?;
+        if !self.browsed.contains(&(session.to_owned(), point.id.clone())) {
+            return Err(err(
+                404,
+                format!(
+                    "Guest file system of restore point {point_id} is not available: browse it first (?action=browse)"
+                ),
+            ));
+        }
+        if vm.file(path).is_none() {
+            return Err(err(404, format!("File {path} not found in the catalog")));
+        }
+        let result = faults.iter().find_map(|f| match f {
+            FaultKind::RestoreResult { result } => Some(result.clone()),
+            _ => None,
+        });
+        let vm_name = vm.name.clone();
+        let effect = Effect::CatalogRestore { vm: vm_name, point, path: path_key(path).join("/"), result };
+        Ok(self.create_task(session, "RestoreFile", effect, faults, now))
+    }
+
+    // ---- tasks and restore sessions -----------------------------------------------------------
+
+    pub(super) fn task_body(&self, index: usize, now: Instant) -> Body {
+        let t = &self.tasks[index];
+        let href = format!("{}/tasks/{}", self.base, t.id);
+        let elapsed = now.saturating_duration_since(t.created);
+        let finished_at = self.timings.task_running + self.timings.task_collect_lag;
+        let mut links = vec![link("Delete", Some("Task"), href.clone())];
+        let mut el = El::new("Task").attr("Type", "Task").attr("Href", href);
+        let (state, result) = match &t.outcome {
+            None => ("Running", None),
+            Some(_) if elapsed < finished_at => {
+                ("OperationFinished", Some((t.fail.is_none(), "OperationFinished".to_owned())))
+            }
+            Some((outcome_links, message)) => {
+                links.extend(outcome_links.iter().map(|l| Link {
+                    rel: l.rel,
+                    kind: l.kind,
+                    href: l.href.clone(),
+                    name: l.name.clone(),
+                }));
+                ("Finished", Some((t.fail.is_none(), message.clone())))
+            }
+        };
+        el = el.links(links).field("TaskId", t.id.clone()).field("State", state).field("Operation", t.operation);
+        if let Some((success, message)) = result {
+            el = el.node(El::new("Result").attr("Success", success).field("Message", message));
+        }
+        Body::Entity(el)
+    }
+
+    pub(super) fn own_task(&self, session: &str, id: &str) -> Result<usize, SimError> {
+        // Tasks are visible only to the logon session that created them (docs/em-api-notes.md §6.1).
+        self.tasks
+            .iter()
+            .position(|t| t.session == session && t.id == id)
+            .ok_or_else(|| err(404, format!("Task {id} not found")))
+    }
+
+    pub(crate) fn task(&self, session: &str, id: &str, now: Instant) -> Reply {
+        let i = self.own_task(session, id)?;
+        Ok(self.task_body(i, now))
+    }
+
+    pub(crate) fn delete_task(&mut self, session: &str, id: &str) -> Result<(), SimError> {
+        let i = self.own_task(session, id)?;
+        self.tasks.remove(i);
+        Ok(())
+    }
+
+    pub(super) fn restore_session_entity(&self, r: &SimRestoreSession, now: Instant) -> El {
+        let v = r.view(now);
+        let base = &self.base;
+        let name = format!("FLR_[{}]@{}", r.vm, name_time(r.created_wall));
+        let mut alternate =
+            link("Alternate", Some("RestoreSessionReference"), format!("{base}/restoreSessions/{}", r.id));
+        alternate.name = Some(name.clone());
+        let mut related = link(
+            "Related",
+            Some("VmRestorePointReference"),
+            format!("{base}/{}/{}", collection(r.point.kind), r.point.id),
+        );
+        related.name = Some(format!("{}@{}", r.point.vm, name_time(r.point.created)));
+        El::new("RestoreSession")
+            .attr("Type", "RestoreSession")
+            .attr("Href", format!("{base}/restoreSessions/{}?format=Entity", r.id))
+            .attr("Name", name)
+            .attr("UID", format!("urn:veeam:RestoreSession:{}", r.id))
+            .attr("VmDisplayName", r.vm.clone())
+            .links(vec![alternate, related])
+            .field("JobType", "FileLevelRestore")
+            .field("CreationTimeUTC", rfc3339(r.created_wall))
+            .opt_field("EndTimeUTC", v.end.map(rfc3339))
+            .field("State", v.state)
+            .field("Result", v.result)
+            .field("Progress", v.progress)
+    }
+
+    pub(crate) fn restore_session(&self, id: &str, now: Instant) -> Reply {
+        // Restore sessions are EM-wide data, not scoped to a logon session.
+        let r = self
+            .restore_sessions
+            .iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| err(404, format!("Restore session {id} not found")))?;
+        Ok(Body::Entity(self.restore_session_entity(r, now)))
+    }
+
+    pub(crate) fn entry_point(&self) -> Body {
+        let base = &self.base;
+        let versions = ["v1_5", "v1_6", "v1_7"]
+            .iter()
+            .map(|v| {
+                El::new("SupportedVersion").attr("Name", *v).links(vec![link(
+                    "Create",
+                    Some("LogonSession"),
+                    format!("{base}/sessionMngr/?v={v}"),
+                )])
+            })
+            .collect();
+        Body::Entity(
+            El::new("EnterpriseManager")
+                .links(vec![
+                    link("Down", Some("LogonSessionList"), format!("{base}/logonSessions")),
+                    link("Create", Some("LogonSession"), format!("{base}/sessionMngr/?v=latest")),
+                ])
+                .list("SupportedVersions", versions),
+        )
+    }
+}
