@@ -297,6 +297,14 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_loads_and_its_hash_matches_its_comment() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/web-config.yml");
+        let config = WebConfig::load(&path).unwrap();
+        assert!(config.tls_server_config.is_some());
+        assert!(Authenticator::default().check(&config, "prometheus", "change-me"));
+    }
+
+    #[test]
     fn the_dummy_hash_is_a_valid_bcrypt_hash() {
         assert!(dummy_hash().parse::<bcrypt::HashParts>().is_ok());
         assert!(!bcrypt::verify("", dummy_hash()).unwrap());
