@@ -190,7 +190,7 @@ pub async fn run(mut flags: Flags) -> ExitCode {
 
     // Keep the demo simulator alive for the life of the process.
     let _demo = if flags.demo {
-        match start_demo(&flags.storage_path).await {
+        match crate::demo::start(&flags.storage_path).await {
             Ok((sim, path)) => {
                 flags.config_file = Some(path);
                 Some(sim)
@@ -382,70 +382,4 @@ fn reload(path: &Path, state: &WebState, metrics: &Metrics) -> Result<Arc<Config
             Err(e.to_string())
         }
     }
-}
-
-/// Starts the simulated EM in-process and writes a demo configuration and password for it
-/// under `<storage>/demo/`.
-async fn start_demo(storage: &Path) -> Result<(crate::sim::SimServer, PathBuf), String> {
-    use sha2::Digest;
-    use std::os::unix::fs::OpenOptionsExt;
-    let timings = crate::sim::Timings {
-        task_running: Duration::from_secs(1),
-        task_collect_lag: Duration::from_millis(500),
-        restore_duration: Duration::from_secs(6),
-        ..crate::sim::Timings::default()
-    };
-    let sim = crate::sim::start(crate::sim::SimConfig { timings, ..crate::sim::SimConfig::default() }).await?;
-    tracing::info!(url = %sim.api_url, "demo: simulated Enterprise Manager started");
-    let dir = storage.join("demo");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let write = |name: &str, body: &str, mode: u32| -> Result<(), String> {
-        let path = dir.join(name);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&path)
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        std::io::Write::write_all(&mut file, body.as_bytes())
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
-    };
-    // The simulator's built-in account (see sim::DEFAULT_INVENTORY).
-    write("password", "canary\n", 0o600)?;
-    let sha = hex::encode(sha2::Sha256::digest(b"veeam-restore-exporter canary file\n"));
-    let config = format!(
-        r#"# Written by --demo: probes the built-in simulated Enterprise Manager.
-targets:
-  - name: demo
-    url: {url}
-    username: svc-canary
-    password_file: password
-    keepalive_interval: 30s
-    poll_initial: 250ms
-    poll_max: 2s
-    max_concurrent_probes: 2
-    probes:
-      - name: canary-mount
-        kind: mount
-        vm: canary-win01
-        interval: 20s
-      - name: canary-file
-        kind: file_restore
-        mode: download
-        vm: canary-win01
-        path: C:/canary/canary.txt
-        expected_sha256: {sha}
-        interval: 20s
-      - name: canary-catalog
-        kind: file_restore
-        mode: catalog
-        vm: canary-win01
-        path: C:/canary/canary.txt
-        interval: 30s
-"#,
-        url = sim.api_url
-    );
-    write("config.yml", &config, 0o644)?;
-    Ok((sim, dir.join("config.yml")))
 }

@@ -1,6 +1,7 @@
 //! veeam-restore-exporter: proves Veeam restores work by running them.
 //!
 //! # Layout
+//! - [`demo`]: `--demo`, the simulated EM in-process and a configuration probing it.
 //! - [`duration`]: durations in Prometheus' syntax, for the configuration and the flags.
 //! - [`em`]: typed client for the Enterprise Manager REST API. Knows nothing of metrics.
 //! - [`sim`]: a simulated Enterprise Manager built from the documented API, for tests and demos.
@@ -20,6 +21,7 @@
 
 pub mod app;
 pub mod config;
+pub mod demo;
 pub mod duration;
 pub mod em;
 pub mod fields;

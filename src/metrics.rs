@@ -16,7 +16,7 @@ use prometheus::{
 };
 
 use crate::config::Config;
-use crate::em::{Endpoint, RequestObserver};
+use crate::em::{self, Endpoint, RequestObserver};
 use crate::probe::{Kind, Operation, Phase, ProbeError, RestoreResult, RunObserver, TaskOutcome};
 
 const CACHED: &str = "Cached from the latest scheduled run; scrapes never trigger a probe.";
@@ -32,221 +32,123 @@ fn follows_restore_sessions(kind: &Kind) -> bool {
     kind.phases().contains(&Phase::RestoreSession)
 }
 
-pub struct Metrics {
-    registry: Registry,
-    pub em_up: IntGaugeVec,
-    pub probe_success: IntGaugeVec,
-    pub probe_duration: GaugeVec,
-    pub phase_duration: HistogramVec,
-    pub phase_last_duration: GaugeVec,
-    pub probe_interval: GaugeVec,
-    pub probe_timeout: GaugeVec,
-    pub probe_runs: IntCounterVec,
-    pub probe_failures: IntCounterVec,
-    pub last_run: GaugeVec,
-    pub last_success: GaugeVec,
-    pub next_run: GaugeVec,
-    pub tasks: IntCounterVec,
-    pub task_polls: IntCounterVec,
-    pub restore_progress: GaugeVec,
-    pub restore_sessions: IntCounterVec,
-    pub point_creation: GaugeVec,
-    pub orphaned_mounts: IntGaugeVec,
-    pub orphans_cleaned: IntCounterVec,
-    pub logons: IntCounterVec,
-    pub logon_failures: IntCounterVec,
-    pub logon_backoff: GaugeVec,
-    pub logoffs: IntCounterVec,
-    pub api_requests: IntCounterVec,
-    pub api_duration: HistogramVec,
-    pub reload_success: IntGauge,
-    pub reload_timestamp: Gauge,
-    /// `(target, endpoint, code)` of every request counter created, for removal on reload.
-    api_seen: Mutex<HashSet<(String, String, String)>>,
+/// Declares every metric once: the `Metrics` field, its type, name, help, labels (and buckets).
+macro_rules! metrics {
+    ($($field:ident: $ty:ty = ($name:literal, $help:expr, $labels:expr $(, $buckets:expr)?),)+) => {
+        pub struct Metrics {
+            registry: Registry,
+            $(pub $field: $ty,)+
+            /// `(target, endpoint, code)` of every request counter created, for removal on reload.
+            api_seen: Mutex<HashSet<(String, String, String)>>,
+        }
+
+        impl Metrics {
+            fn define(registry: &Registry) -> Metrics {
+                Metrics {
+                    registry: registry.clone(),
+                    $($field: register(registry, <$ty>::define($name, &$help, $labels, &[$($buckets)?][..])),)+
+                    api_seen: Mutex::default(),
+                }
+            }
+        }
+    };
 }
 
-fn opts(name: &str, help: &str) -> Opts {
-    Opts::new(name, help)
+/// Help text of a result the scheduled runs cache.
+fn cached(help: &str) -> String {
+    format!("{help} {CACHED}")
+}
+
+const T: &[&str] = &["target"];
+const TP: &[&str] = &["target", "probe"];
+const TPK: &[&str] = &["target", "probe", "kind"];
+const TPP: &[&str] = &["target", "probe", "phase"];
+
+metrics! {
+    em_up: IntGaugeVec = ("veeam_em_up", "1 if the last check of the Enterprise Manager (logon or keep-alive) succeeded, 0 if not.", T),
+    probe_success: IntGaugeVec = ("veeam_em_probe_success", cached("1 if the probe's last completed run succeeded, 0 if it failed."), TPK),
+    probe_duration: GaugeVec = ("veeam_em_probe_duration_seconds", cached("Duration of the probe's last completed run, cleanup included."), TPK),
+    phase_duration: HistogramVec = ("veeam_em_probe_phase_duration_seconds", "Duration of each probe phase, per run.", TPP, PHASE_BUCKETS),
+    phase_last_duration: GaugeVec = ("veeam_em_probe_phase_last_duration_seconds", cached("Duration of each phase in the probe's last run that reached it."), TPP),
+    probe_interval: GaugeVec = ("veeam_em_probe_interval_seconds", "Configured time between runs of the probe, for staleness alerts.", TPK),
+    probe_timeout: GaugeVec = ("veeam_em_probe_timeout_seconds", "Configured budget of one run's work steps (unmount comes on top).", TPK),
+    probe_runs: IntCounterVec = ("veeam_em_probe_runs_total", "Completed probe runs.", TPK),
+    probe_failures: IntCounterVec = ("veeam_em_probe_failures_total", "Failed probe runs, by the reason of the first failure.", &["target", "probe", "kind", "reason"]),
+    last_run: GaugeVec = ("veeam_em_probe_last_run_timestamp_seconds", "Unix time the probe's last run completed.", TPK),
+    last_success: GaugeVec = ("veeam_em_probe_last_success_timestamp_seconds", "Unix time the probe's last successful run completed.", TPK),
+    next_run: GaugeVec = ("veeam_em_probe_next_run_timestamp_seconds", "Unix time the probe is scheduled to run next (kept across restarts and reloads).", TPK),
+    tasks: IntCounterVec = ("veeam_em_tasks_total", "EM tasks started by probes, by operation and outcome.", &["target", "operation", "result"]),
+    task_polls: IntCounterVec = ("veeam_em_task_polls_total", "Task status polls made while waiting for EM tasks.", &["target", "operation"]),
+    restore_progress: GaugeVec = ("veeam_em_restore_session_progress_ratio", "Progress (0-1) of the catalog restore session a probe is following, updated live.", TP),
+    restore_sessions: IntCounterVec = ("veeam_em_restore_sessions_total", "Catalog restore sessions followed to the end, by EM's result.", &["target", "probe", "result"]),
+    point_creation: GaugeVec = ("veeam_em_restore_point_creation_timestamp_seconds", cached("Unix time the newest restore point the probe found was created."), TP),
+    orphaned_mounts: IntGaugeVec = ("veeam_em_orphaned_mounts", "Mounts left behind by earlier runs: retrying = cleanup will be retried, unresolved = the owning logon session expired and an operator must remove it.", &["target", "state"]),
+    orphans_cleaned: IntCounterVec = ("veeam_em_orphaned_mounts_cleaned_total", "Mounts left behind by earlier runs that were found and deleted.", T),
+    logons: IntCounterVec = ("veeam_em_logons_total", "Logon attempts.", T),
+    logon_failures: IntCounterVec = ("veeam_em_logon_failures_total", "Failed logon attempts, by reason.", &["target", "reason"]),
+    logon_backoff: GaugeVec = ("veeam_em_logon_backoff_seconds", "Wait imposed after the last refused logon before the next attempt (0 after a successful logon); protects the account from lockout.", T),
+    logoffs: IntCounterVec = ("veeam_em_logoffs_total", "Logon sessions logged off: at shutdown, and sessions an earlier process left open.", T),
+    api_requests: IntCounterVec = ("veeam_em_api_requests_total", "Requests to the EM REST API, by endpoint and HTTP status (\"error\" when none was received).", &["target", "endpoint", "code"]),
+    api_duration: HistogramVec = ("veeam_em_api_request_duration_seconds", "Duration of requests to the EM REST API.", &["target", "endpoint"], API_BUCKETS),
+    reload_success: IntGauge = ("veeam_restore_exporter_config_last_reload_successful", "1 if the last configuration load succeeded, 0 if it failed (the previous configuration stays in force).", &[]),
+    reload_timestamp: Gauge = ("veeam_restore_exporter_config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration load.", &[]),
+}
+
+/// How each metric type is built from a name, help, labels and (for histograms) buckets.
+trait Define: Sized {
+    fn define(name: &str, help: &str, labels: &[&str], buckets: &[&[f64]]) -> prometheus::Result<Self>;
+}
+
+macro_rules! define_vec {
+    ($($ty:ty),+) => {$(
+        impl Define for $ty {
+            fn define(name: &str, help: &str, labels: &[&str], _: &[&[f64]]) -> prometheus::Result<Self> {
+                <$ty>::new(Opts::new(name, help), labels)
+            }
+        }
+    )+};
+}
+define_vec!(IntGaugeVec, GaugeVec, IntCounterVec);
+
+impl Define for HistogramVec {
+    fn define(name: &str, help: &str, labels: &[&str], buckets: &[&[f64]]) -> prometheus::Result<Self> {
+        let buckets = buckets.first().map(|b| b.to_vec()).unwrap_or_default();
+        HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+    }
+}
+
+impl Define for IntGauge {
+    fn define(name: &str, help: &str, _: &[&str], _: &[&[f64]]) -> prometheus::Result<Self> {
+        IntGauge::new(name, help)
+    }
+}
+
+impl Define for Gauge {
+    fn define(name: &str, help: &str, _: &[&str], _: &[&[f64]]) -> prometheus::Result<Self> {
+        Gauge::new(name, help)
+    }
+}
+
+/// Registers a metric built from the table above; both steps only fail on a programming error.
+fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: prometheus::Result<M>) -> M {
+    let metric = metric.expect("metric definitions are valid");
+    registry.register(Box::new(metric.clone())).expect("metric names are unique");
+    metric
 }
 
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        macro_rules! reg {
-            ($metric:expr) => {{
-                let m = $metric.expect("metric definitions are valid");
-                registry.register(Box::new(m.clone())).expect("metric names are unique");
-                m
-            }};
-        }
-        let t = &["target"];
-        let tp = &["target", "probe"];
-        let tpk = &["target", "probe", "kind"];
-        let tpp = &["target", "probe", "phase"];
-        let cached = |s: &str| format!("{s} {CACHED}");
-        let metrics = Metrics {
-            em_up: reg!(IntGaugeVec::new(
-                opts(
-                    "veeam_em_up",
-                    "1 if the last check of the Enterprise Manager (logon or keep-alive) succeeded, 0 if not."
-                ),
-                t
-            )),
-            probe_success: reg!(IntGaugeVec::new(
-                opts(
-                    "veeam_em_probe_success",
-                    &cached("1 if the probe's last completed run succeeded, 0 if it failed.")
-                ),
-                tpk
-            )),
-            probe_duration: reg!(GaugeVec::new(
-                opts(
-                    "veeam_em_probe_duration_seconds",
-                    &cached("Duration of the probe's last completed run, cleanup included.")
-                ),
-                tpk
-            )),
-            phase_duration: reg!(HistogramVec::new(
-                HistogramOpts::new("veeam_em_probe_phase_duration_seconds", "Duration of each probe phase, per run.")
-                    .buckets(PHASE_BUCKETS.to_vec()),
-                tpp
-            )),
-            phase_last_duration: reg!(GaugeVec::new(
-                opts(
-                    "veeam_em_probe_phase_last_duration_seconds",
-                    &cached("Duration of each phase in the probe's last run that reached it.")
-                ),
-                tpp
-            )),
-            probe_interval: reg!(GaugeVec::new(
-                opts(
-                    "veeam_em_probe_interval_seconds",
-                    "Configured time between runs of the probe, for staleness alerts."
-                ),
-                tpk
-            )),
-            probe_timeout: reg!(GaugeVec::new(
-                opts(
-                    "veeam_em_probe_timeout_seconds",
-                    "Configured budget of one run's work steps (unmount comes on top)."
-                ),
-                tpk
-            )),
-            probe_runs: reg!(IntCounterVec::new(opts("veeam_em_probe_runs_total", "Completed probe runs."), tpk)),
-            probe_failures: reg!(IntCounterVec::new(
-                opts("veeam_em_probe_failures_total", "Failed probe runs, by the reason of the first failure."),
-                &["target", "probe", "kind", "reason"]
-            )),
-            last_run: reg!(GaugeVec::new(
-                opts("veeam_em_probe_last_run_timestamp_seconds", "Unix time the probe's last run completed."),
-                tpk
-            )),
-            last_success: reg!(GaugeVec::new(
-                opts(
-                    "veeam_em_probe_last_success_timestamp_seconds",
-                    "Unix time the probe's last successful run completed."
-                ),
-                tpk
-            )),
-            next_run: reg!(GaugeVec::new(
-                opts(
-                    "veeam_em_probe_next_run_timestamp_seconds",
-                    "Unix time the probe is scheduled to run next (kept across restarts and reloads)."
-                ),
-                tpk
-            )),
-            tasks: reg!(IntCounterVec::new(
-                opts("veeam_em_tasks_total", "EM tasks started by probes, by operation and outcome."),
-                &["target", "operation", "result"]
-            )),
-            task_polls: reg!(IntCounterVec::new(
-                opts("veeam_em_task_polls_total", "Task status polls made while waiting for EM tasks."),
-                &["target", "operation"]
-            )),
-            restore_progress: reg!(GaugeVec::new(
-                opts(
-                    "veeam_em_restore_session_progress_ratio",
-                    "Progress (0-1) of the catalog restore session a probe is following, updated live."
-                ),
-                tp
-            )),
-            restore_sessions: reg!(IntCounterVec::new(
-                opts(
-                    "veeam_em_restore_sessions_total",
-                    "Catalog restore sessions followed to the end, by EM's result."
-                ),
-                &["target", "probe", "result"]
-            )),
-            point_creation: reg!(GaugeVec::new(
-                opts(
-                    "veeam_em_restore_point_creation_timestamp_seconds",
-                    &cached("Unix time the newest restore point the probe found was created.")
-                ),
-                tp
-            )),
-            orphaned_mounts: reg!(IntGaugeVec::new(
-                opts(
-                    "veeam_em_orphaned_mounts",
-                    "Mounts left behind by earlier runs: retrying = cleanup will be retried, unresolved = the owning logon session expired and an operator must remove it."
-                ),
-                &["target", "state"]
-            )),
-            orphans_cleaned: reg!(IntCounterVec::new(
-                opts(
-                    "veeam_em_orphaned_mounts_cleaned_total",
-                    "Mounts left behind by earlier runs that were found and deleted."
-                ),
-                t
-            )),
-            logons: reg!(IntCounterVec::new(opts("veeam_em_logons_total", "Logon attempts."), t)),
-            logon_failures: reg!(IntCounterVec::new(
-                opts("veeam_em_logon_failures_total", "Failed logon attempts, by reason."),
-                &["target", "reason"]
-            )),
-            logon_backoff: reg!(GaugeVec::new(
-                opts(
-                    "veeam_em_logon_backoff_seconds",
-                    "Wait imposed after the last refused logon before the next attempt (0 after a successful logon); protects the account from lockout."
-                ),
-                t
-            )),
-            logoffs: reg!(IntCounterVec::new(
-                opts(
-                    "veeam_em_logoffs_total",
-                    "Logon sessions logged off: at shutdown, and sessions an earlier process left open."
-                ),
-                t
-            )),
-            api_requests: reg!(IntCounterVec::new(
-                opts(
-                    "veeam_em_api_requests_total",
-                    "Requests to the EM REST API, by endpoint and HTTP status (\"error\" when none was received)."
-                ),
-                &["target", "endpoint", "code"]
-            )),
-            api_duration: reg!(HistogramVec::new(
-                HistogramOpts::new("veeam_em_api_request_duration_seconds", "Duration of requests to the EM REST API.")
-                    .buckets(API_BUCKETS.to_vec()),
-                &["target", "endpoint"]
-            )),
-            reload_success: reg!(IntGauge::new(
-                "veeam_restore_exporter_config_last_reload_successful",
-                "1 if the last configuration load succeeded, 0 if it failed (the previous configuration stays in force)."
-            )),
-            reload_timestamp: reg!(Gauge::new(
-                "veeam_restore_exporter_config_last_reload_success_timestamp_seconds",
-                "Unix time of the last successful configuration load."
-            )),
-            api_seen: Mutex::default(),
-            registry: registry.clone(),
-        };
-        let build = reg!(IntGaugeVec::new(
-            opts(
+        let metrics = Metrics::define(&registry);
+        let build = register(
+            &registry,
+            IntGaugeVec::define(
                 "veeam_restore_exporter_build_info",
-                "A metric with a constant '1' value labeled by the version, revision and Rust version it was built from."
+                "A metric with a constant '1' value labeled by the version, revision and Rust version it was built from.",
+                &["version", "revision", "rustversion"],
+                &[],
             ),
-            &["version", "revision", "rustversion"]
-        ));
+        );
         build
             .with_label_values(&[
                 env!("CARGO_PKG_VERSION"),
@@ -273,7 +175,7 @@ impl Metrics {
             self.logons.with_label_values(&[target]);
             self.logoffs.with_label_values(&[target]);
             self.logon_backoff.with_label_values(&[target]);
-            for reason in crate::em::Error::REASONS {
+            for reason in em::Error::REASONS {
                 self.logon_failures.with_label_values(&[target, reason]);
             }
             self.orphans_cleaned.with_label_values(&[target]);
@@ -317,7 +219,7 @@ impl Metrics {
                 let _ = self.logoffs.remove_label_values(&[target]);
                 let _ = self.logon_backoff.remove_label_values(&[target]);
                 let _ = self.orphans_cleaned.remove_label_values(&[target]);
-                for reason in crate::em::Error::REASONS {
+                for reason in em::Error::REASONS {
                     let _ = self.logon_failures.remove_label_values(&[target, reason]);
                 }
                 for state in ORPHAN_STATES {
@@ -450,5 +352,53 @@ impl RequestObserver for ApiObserver {
             .api_duration
             .with_label_values(&[self.target.as_str(), endpoint.as_str()])
             .observe(elapsed.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every value a run can report exists as a series from the start, for every kind.
+    #[test]
+    fn every_vocabulary_value_is_pre_created() {
+        let config = crate::config::parse(
+            r#"
+targets:
+  - name: t
+    url: https://em:9398/api/
+    username: u
+    password_env: P
+    probes:
+      - { name: m, kind: mount, vm: v, interval: 1m }
+      - { name: d, kind: file_restore, mode: download, vm: v, path: C:/f, interval: 1m }
+      - { name: c, kind: file_restore, mode: catalog, vm: v, path: C:/f, interval: 1m }
+"#,
+            std::path::Path::new("/"),
+        )
+        .unwrap();
+        let metrics = Metrics::new();
+        metrics.apply_config(&config, None);
+        let text = String::from_utf8(metrics.encode().1).unwrap();
+        let has = |needle: String| assert!(text.contains(&needle), "missing {needle}");
+        for op in Operation::ALL {
+            for outcome in TaskOutcome::ALL {
+                has(format!("operation=\"{}\",result=\"{}\"", op.as_str(), outcome.as_str()));
+            }
+        }
+        for probe in &config.targets[0].probes {
+            for reason in ProbeError::reasons() {
+                has(format!("probe=\"{}\",reason=\"{reason}\"", probe.name));
+            }
+            for phase in probe.kind.phases() {
+                has(format!("phase=\"{}\",probe=\"{}\"", phase.as_str(), probe.name));
+            }
+        }
+        for result in RestoreResult::ALL {
+            has(format!("probe=\"c\",result=\"{}\"", result.as_str()));
+        }
+        for reason in em::Error::REASONS {
+            has(format!("veeam_em_logon_failures_total{{reason=\"{reason}\""));
+        }
     }
 }

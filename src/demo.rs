@@ -1,0 +1,54 @@
+//! `--demo`: the simulated EM in-process and a configuration that probes it.
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::Digest;
+
+/// The demo configuration; `${URL}` and `${SHA256}` are filled in at start.
+const TEMPLATE: &str = include_str!("demo-config.yml");
+
+/// Starts the simulated EM in-process and writes the demo configuration and password for it
+/// under `<storage>/demo/`. Returns the running simulator and the configuration's path.
+pub async fn start(storage: &Path) -> Result<(crate::sim::SimServer, PathBuf), String> {
+    let timings = crate::sim::Timings {
+        task_running: Duration::from_secs(1),
+        task_collect_lag: Duration::from_millis(500),
+        restore_duration: Duration::from_secs(6),
+        ..crate::sim::Timings::default()
+    };
+    let sim = crate::sim::start(crate::sim::SimConfig { timings, ..crate::sim::SimConfig::default() }).await?;
+    tracing::info!(url = %sim.api_url, "demo: simulated Enterprise Manager started");
+    let dir = storage.join("demo");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    // The simulator's built-in account (see sim::DEFAULT_INVENTORY).
+    write(&dir.join("password"), "canary\n", 0o600)?;
+    let sha = hex::encode(sha2::Sha256::digest(b"veeam-restore-exporter canary file\n"));
+    let config = TEMPLATE.replace("${URL}", &sim.api_url).replace("${SHA256}", &sha);
+    write(&dir.join("config.yml"), &config, 0o644)?;
+    Ok((sim, dir.join("config.yml")))
+}
+
+fn write(path: &Path, body: &str, mode: u32) -> Result<(), String> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut file, body.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filled_in_template_is_a_valid_configuration() {
+        let config = TEMPLATE.replace("${URL}", "http://127.0.0.1:1/api/").replace("${SHA256}", &"a".repeat(64));
+        let parsed = crate::config::parse(&config, Path::new("/")).unwrap();
+        assert_eq!(parsed.targets[0].probes.len(), 3);
+    }
+}
