@@ -73,6 +73,7 @@ metrics! {
     probe_interval: GaugeVec = ("veeam_em_probe_interval_seconds", "Configured time between runs of the probe, for staleness alerts.", TPK),
     probe_timeout: GaugeVec = ("veeam_em_probe_timeout_seconds", "Configured budget of one run's work steps (unmount comes on top).", TPK),
     probe_runs: IntCounterVec = ("veeam_em_probe_runs_total", "Completed probe runs.", TPK),
+    probe_cancelled: IntCounterVec = ("veeam_em_probe_runs_cancelled_total", "Probe runs cut short by shutdown (cleanup done); neither successes nor failures.", TPK),
     probe_failures: IntCounterVec = ("veeam_em_probe_failures_total", "Failed probe runs, by the reason of the first failure.", &["target", "probe", "kind", "reason"]),
     last_run: GaugeVec = ("veeam_em_probe_last_run_timestamp_seconds", "Unix time the probe's last run completed.", TPK),
     last_success: GaugeVec = ("veeam_em_probe_last_success_timestamp_seconds", "Unix time the probe's last successful run completed.", TPK),
@@ -191,6 +192,7 @@ impl Metrics {
             for p in &t.probes {
                 let (probe, kind) = (p.name.as_str(), p.kind.label());
                 self.probe_runs.with_label_values(&[target, probe, kind]);
+                self.probe_cancelled.with_label_values(&[target, probe, kind]);
                 self.probe_interval.with_label_values(&[target, probe, kind]).set(p.interval.as_secs_f64());
                 self.probe_timeout.with_label_values(&[target, probe, kind]).set(p.timeout.as_secs_f64());
                 for reason in ProbeError::reasons() {
@@ -254,6 +256,7 @@ impl Metrics {
                     let _ = vec.remove_label_values(&[target, probe, kind]);
                 }
                 let _ = self.probe_runs.remove_label_values(&[target, probe, kind]);
+                let _ = self.probe_cancelled.remove_label_values(&[target, probe, kind]);
                 for reason in ProbeError::reasons() {
                     let _ = self.probe_failures.remove_label_values(&[target, probe, kind, reason]);
                 }

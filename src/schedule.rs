@@ -39,6 +39,22 @@ struct Entry {
     last_end: Option<SystemTime>,
     #[serde(with = "humantime_serde")]
     next_due: SystemTime,
+    /// The last completed run's result, so a restart can show it until the next run.
+    #[serde(default)]
+    last_result: Option<LastResult>,
+}
+
+/// What the last completed run found: kept so that `/metrics` shows the probe's state right
+/// after a restart instead of nothing until the next run (which may be hours away).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LastResult {
+    pub success: bool,
+    #[serde(with = "humantime_serde")]
+    pub finished_at: SystemTime,
+    #[serde(default, with = "humantime_serde")]
+    pub last_success: Option<SystemTime>,
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
 }
 
 impl Entry {
@@ -104,8 +120,14 @@ impl Schedule {
                 }
                 _ => {
                     let next_due = SystemTime::now() + first;
-                    let entry =
-                        Entry { definition, interval: probe.interval, last_start: None, last_end: None, next_due };
+                    let entry = Entry {
+                        definition,
+                        interval: probe.interval,
+                        last_start: None,
+                        last_end: None,
+                        next_due,
+                        last_result: None,
+                    };
                     entries.insert(key(target, &probe.name), entry);
                     (next_due, true)
                 }
@@ -123,6 +145,7 @@ impl Schedule {
                 last_start: None,
                 last_end: None,
                 next_due: now,
+                last_result: None,
             });
             entry.last_start = Some(now);
             entry.next_due = now + jittered(probe.interval);
@@ -130,16 +153,31 @@ impl Schedule {
         })
     }
 
-    /// Notes that a run ended now; the next is due one (jittered) interval later.
-    pub fn finished(&self, target: &str, probe: &Spec) -> SystemTime {
+    /// Notes that a run ended now with `result` (`(success, duration)`; `None` for a run that
+    /// found nothing out); the next is due one (jittered) interval later.
+    pub fn finished(&self, target: &str, probe: &Spec, result: Option<(bool, Duration)>) -> SystemTime {
         let now = SystemTime::now();
         self.with(|entries| match entries.get_mut(&key(target, &probe.name)) {
             Some(entry) => {
                 entry.last_end = Some(now);
                 entry.next_due = now + jittered(probe.interval);
+                if let Some((success, duration)) = result {
+                    let earlier = entry.last_result.and_then(|r| r.last_success);
+                    let last_success = if success { Some(now) } else { earlier };
+                    entry.last_result = Some(LastResult { success, finished_at: now, last_success, duration });
+                }
                 (entry.next_due, true)
             }
             None => (now + probe.interval, false),
+        })
+    }
+
+    /// The last completed run's result, if the probe still does what it did then.
+    pub fn last_result(&self, target: &str, probe: &Spec) -> Option<LastResult> {
+        let definition = definition(probe);
+        self.with(|entries| {
+            let entry = entries.get(&key(target, &probe.name)).filter(|e| e.definition == definition);
+            (entry.and_then(|e| e.last_result), false)
         })
     }
 
@@ -186,11 +224,14 @@ mod tests {
         let first = s.due("t", &hourly, Duration::from_secs(1));
         assert!(first <= SystemTime::now() + Duration::from_secs(1));
         s.started("t", &hourly);
-        let next = s.finished("t", &hourly);
+        let next = s.finished("t", &hourly, Some((true, Duration::from_secs(3))));
         assert!(next > SystemTime::now() + Duration::from_secs(3000));
 
         let restarted = open(&state);
         assert_eq!(restarted.due("t", &hourly, Duration::from_secs(1)), next, "the due time survives a restart");
+        let last = restarted.last_result("t", &hourly).expect("the last result survives a restart");
+        assert!(last.success && last.last_success.is_some());
+        assert_eq!(last.duration, Duration::from_secs(3));
         let daily = probe("vm", 86_400);
         let moved = restarted.due("t", &daily, Duration::from_secs(1));
         assert!(moved > SystemTime::now() + Duration::from_secs(80_000), "no immediate run for a new interval");

@@ -136,6 +136,7 @@ async fn probe_loop(
     first: Duration,
 ) {
     let name = target.config.name.clone();
+    shared.show_last_result(&name, &probe);
     let mut earliest = SystemTime::now() + first;
     loop {
         let due = shared.schedule.due(&name, &probe, first).max(earliest);
@@ -158,13 +159,30 @@ async fn probe_loop(
         }
         shared.schedule.started(&name, &probe);
         let report = run_once(&target, &probe, &shared).await;
-        let next = shared.schedule.finished(&name, &probe);
+        // A run cut short by shutdown says nothing about restores: it is neither a result to
+        // keep nor a failure to count.
+        let result = (!report.cut_short_by_shutdown()).then_some((report.outcome.is_ok(), report.duration));
+        let next = shared.schedule.finished(&name, &probe, result);
         shared.note_next_run(&name, &probe, next);
         publish(&shared, &name, &probe, report);
     }
 }
 
 impl Shared {
+    /// Shows the last completed run's result, kept across restarts, until the next run: the
+    /// next run of a 6-hourly probe may be hours away, and "no data" would look like "never ran".
+    fn show_last_result(&self, target: &str, probe: &Spec) {
+        let Some(last) = self.schedule.last_result(target, probe) else { return };
+        let m = &self.metrics;
+        let labels = [target, probe.name.as_str(), probe.kind.label()];
+        m.probe_success.with_label_values(&labels).set(i64::from(last.success));
+        m.probe_duration.with_label_values(&labels).set(last.duration.as_secs_f64());
+        m.last_run.with_label_values(&labels).set(unix_seconds(last.finished_at));
+        if let Some(at) = last.last_success {
+            m.last_success.with_label_values(&labels).set(unix_seconds(at));
+        }
+    }
+
     fn note_next_run(&self, target: &str, probe: &Spec, at: SystemTime) {
         let labels = [target, probe.name.as_str(), probe.kind.label()];
         self.metrics.next_run.with_label_values(&labels).set(unix_seconds(at));
@@ -222,6 +240,12 @@ async fn run_once(target: &TargetRuntime, probe: &Spec, shared: &Shared) -> RunR
 fn publish(shared: &Shared, target: &str, probe: &Spec, report: RunReport) {
     let m = &shared.metrics;
     let labels = [target, probe.name.as_str(), probe.kind.label()];
+    if report.cut_short_by_shutdown() {
+        tracing::info!(target_name = target, probe = %probe.name, "probe run cut short by shutdown (its mount, if any, was deleted)");
+        m.probe_cancelled.with_label_values(&labels).inc();
+        shared.history.record(target, &probe.name, report);
+        return;
+    }
     m.probe_runs.with_label_values(&labels).inc();
     m.probe_duration.with_label_values(&labels).set(report.duration.as_secs_f64());
     m.last_run.with_label_values(&labels).set(unix_seconds(report.finished_at));

@@ -273,3 +273,33 @@ async fn reload_over_http_needs_the_lifecycle_flag() {
     .await;
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_shows_the_last_result_and_a_shutdown_mid_run_is_no_failure() {
+    use veeam_restore_exporter::sim::{self, SimConfig, Timings};
+    let timings = Timings { restore_duration: Duration::from_secs(20), ..crate::support::fast_timings() };
+    let sim = sim::start(SimConfig { timings, ..SimConfig::default() }).await.unwrap();
+    let probes = "      - { name: a, kind: mount, vm: canary-win01, interval: 1h }\n      \
+                  - { name: c, kind: file_restore, mode: catalog, vm: canary-win01, path: C:/canary/canary.txt, interval: 1h }\n";
+    let setup = Setup::new(&sim.api_url, probes);
+    let mut exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    exporter.wait_metric("veeam_em_probe_success", &[("probe", "a")], |v| v == 1.0).await;
+    // The catalog restore takes 20s: shut down while its restore session is followed.
+    eventually(Duration::from_secs(20), "a catalog restore in progress", || async {
+        sim.state().restore_sessions.iter().any(|r| r.state == "Working" && r.progress > 0).then_some(())
+    })
+    .await;
+    exporter.signal("TERM");
+    assert!(exporter.wait_exit(Duration::from_secs(30)).await.success());
+    let logs = exporter.logs();
+    assert!(logs.contains("probe run cut short by shutdown"), "{logs}");
+    assert!(!logs.contains("probe failed"), "a shutdown is no failure: {logs}");
+
+    let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    let m = exporter.metrics().await;
+    assert_eq!(value(&m, "veeam_em_probe_runs_total", &[("probe", "a")]), Some(0.0), "nothing ran yet");
+    assert_eq!(value(&m, "veeam_em_probe_success", &[("probe", "a")]), Some(1.0), "the last result is shown");
+    assert!(value(&m, "veeam_em_probe_last_success_timestamp_seconds", &[("probe", "a")]).unwrap() > 1.7e9);
+    assert_eq!(value(&m, "veeam_em_probe_success", &[("probe", "c")]), None, "a cut-short run is no result");
+    sim.shutdown().await;
+}

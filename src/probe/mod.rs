@@ -288,6 +288,13 @@ pub struct RunReport {
     pub session_lost_before_changes: bool,
 }
 
+impl RunReport {
+    /// True when shutdown cut the run short and its cleanup went well: no result either way.
+    pub fn cut_short_by_shutdown(&self) -> bool {
+        matches!(&self.outcome, Err((reason, _)) if *reason == "cancelled") && self.cleanup_error.is_none()
+    }
+}
+
 /// What the probe runs of one target have in flight, so cleanup leaves it alone: their ledger
 /// records and mounts. Also remembers which restore points the probes use, for the sweep.
 #[derive(Debug, Default)]
