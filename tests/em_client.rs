@@ -9,15 +9,15 @@ use veeam_restore_exporter::em::{
     RestoreSessionState, TaskState,
 };
 use veeam_restore_exporter::secret::Secret;
-use veeam_restore_exporter::sim::{self, Fault, FaultKind, SimConfig};
+use veeam_restore_exporter::sim::{self, Fault, FaultKind, Quirk, SimConfig};
 
-use crate::support::{PASSWORD, USER, client, eventually, fast_timings, finish, start_sim};
+use crate::support::{PASSWORD, USER, client, eventually, fast_timings, finish, start_sim, start_sim_with};
 
 const VM: &str = "canary-win01";
 const CANARY: &str = "C:/canary/canary.txt";
 
-async fn mount_cycle(format: Format, kind: PointKind) {
-    let sim = start_sim().await;
+async fn mount_cycle(format: Format, kind: PointKind, quirks: &[Quirk]) {
+    let sim = start_sim_with(quirks).await;
     let session = client(&sim, format).logon().await.unwrap();
     assert!(!session.id().is_empty());
 
@@ -58,26 +58,26 @@ async fn mount_cycle(format: Format, kind: PointKind) {
 
 #[tokio::test]
 async fn mount_cycle_xml_backup() {
-    mount_cycle(Format::Xml, PointKind::Backup).await;
+    mount_cycle(Format::Xml, PointKind::Backup, &[]).await;
 }
 
 #[tokio::test]
 async fn mount_cycle_json_backup() {
-    mount_cycle(Format::Json, PointKind::Backup).await;
+    mount_cycle(Format::Json, PointKind::Backup, &[]).await;
 }
 
 #[tokio::test]
 async fn mount_cycle_xml_replica_follows_the_documented_related_link_quirk() {
-    mount_cycle(Format::Xml, PointKind::Replica).await;
+    mount_cycle(Format::Xml, PointKind::Replica, &[]).await;
 }
 
 #[tokio::test]
 async fn mount_cycle_json_replica() {
-    mount_cycle(Format::Json, PointKind::Replica).await;
+    mount_cycle(Format::Json, PointKind::Replica, &[]).await;
 }
 
-async fn catalog_restore(format: Format) {
-    let sim = start_sim().await;
+async fn catalog_restore(format: Format, quirks: &[Quirk]) {
+    let sim = start_sim_with(quirks).await;
     let session = client(&sim, format).logon().await.unwrap();
     let point = session.newest_point(PointKind::Backup, VM).await.unwrap().unwrap();
     let browse = session.browse_catalog_point(VM, &point.id).await.unwrap();
@@ -108,15 +108,45 @@ async fn catalog_restore(format: Format) {
 
 #[tokio::test]
 async fn catalog_restore_xml() {
-    catalog_restore(Format::Xml).await;
+    catalog_restore(Format::Xml, &[]).await;
 }
 
 #[tokio::test]
 async fn catalog_restore_json() {
-    catalog_restore(Format::Json).await;
+    catalog_restore(Format::Json, &[]).await;
 }
 
 /// Documented: `guestfs` exists only after a browse, and (like everything) per logon session.
+/// EM 9.5's byte-order mark and v13's camelCase JSON keys: the client reads both.
+#[tokio::test]
+async fn json_quirks_of_older_and_newer_ems() {
+    for quirks in [&[Quirk::JsonBom][..], &[Quirk::CamelCaseJson], &[Quirk::JsonBom, Quirk::CamelCaseJson]] {
+        mount_cycle(Format::Json, PointKind::Backup, quirks).await;
+        mount_cycle(Format::Json, PointKind::Replica, quirks).await;
+        catalog_restore(Format::Json, quirks).await;
+        download(Format::Json, quirks).await;
+    }
+}
+
+/// A current EM sends JSON without a byte-order mark; the quirk brings it back.
+#[tokio::test]
+async fn json_bodies_carry_a_bom_only_with_the_quirk() {
+    for (quirks, bom) in [(&[][..], false), (&[Quirk::JsonBom][..], true)] {
+        let sim = start_sim_with(quirks).await;
+        let body = reqwest::Client::new()
+            .get(&sim.api_url)
+            .header("Accept", "application/json")
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(body.starts_with(b"\xef\xbb\xbf"), bom, "{quirks:?}");
+        sim.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn catalog_restore_needs_a_browse_in_the_same_session() {
     let sim = start_sim().await;
@@ -134,8 +164,8 @@ async fn catalog_restore_needs_a_browse_in_the_same_session() {
     sim.shutdown().await;
 }
 
-async fn download(format: Format) {
-    let sim = start_sim().await;
+async fn download(format: Format, quirks: &[Quirk]) {
+    let sim = start_sim_with(quirks).await;
     let session = client(&sim, format).logon().await.unwrap();
     let point = session.newest_point(PointKind::Backup, VM).await.unwrap().unwrap();
     let task = finish(&session, &session.start_mount(&point, None).await.unwrap()).await.into_outcome().unwrap();
@@ -154,12 +184,12 @@ async fn download(format: Format) {
 
 #[tokio::test]
 async fn download_xml() {
-    download(Format::Xml).await;
+    download(Format::Xml, &[]).await;
 }
 
 #[tokio::test]
 async fn download_json() {
-    download(Format::Json).await;
+    download(Format::Json, &[]).await;
 }
 
 #[tokio::test]

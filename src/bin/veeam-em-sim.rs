@@ -7,11 +7,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use veeam_restore_exporter::sim::{self, SimConfig, Timings};
+use veeam_restore_exporter::sim::{self, Quirk, SimConfig, Timings};
 
-/// A simulated Veeam Backup Enterprise Manager REST API, built from Veeam's documentation.
+/// A simulated Veeam Backup Enterprise Manager REST API (`/api/`, XML and JSON), built from
+/// Veeam's documentation: logon sessions that own their mounts and tasks, restore points, mounts,
+/// file restores, the catalog (browse, then restore), tasks and restore sessions with their state
+/// machines, fault injection and an admin API under `/sim/`. It behaves like a current EM
+/// (v12/v13) unless a `--quirk` asks for an older or buggy one.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, long_about)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9398")]
@@ -37,6 +41,10 @@ struct Args {
     /// How long tasks then stay OperationFinished.
     #[arg(long = "task-collect-lag", value_parser = humantime::parse_duration, default_value = "200ms")]
     task_collect_lag: Duration,
+    /// Imitate a known EM deviation: `json-bom` (EM 9.5 started JSON bodies with a byte-order
+    /// mark) or `camel-case-json` (the reported v13 regression: camelCase JSON keys). Repeatable.
+    #[arg(long = "quirk", value_enum)]
+    quirks: Vec<Quirk>,
     /// How long a catalog file restore session runs.
     #[arg(long = "restore-duration", value_parser = humantime::parse_duration, default_value = "2s")]
     restore_duration: Duration,
@@ -74,6 +82,7 @@ async fn main() -> ExitCode {
             restore_duration: args.restore_duration,
         },
         faults,
+        quirks: args.quirks,
     };
     let server = match sim::start(config).await {
         Ok(server) => server,

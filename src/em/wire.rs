@@ -26,8 +26,8 @@ pub(crate) enum Doc {
 }
 
 impl Doc {
-    /// Parses `body` as JSON when it looks like JSON (after an optional UTF-8 BOM, which EM
-    /// always sends on JSON bodies), otherwise as XML. Sniffing the body rather than trusting
+    /// Parses `body` as JSON when it looks like JSON (after an optional UTF-8 BOM, which EM 9.5
+    /// sent on JSON bodies and v12/v13 do not), otherwise as XML. Sniffing the body rather than trusting
     /// `Content-Type` keeps us working if a proxy or EM version labels bodies differently.
     pub(crate) fn parse(body: &[u8]) -> Result<Doc, String> {
         let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
@@ -158,7 +158,7 @@ impl<'a> Node<'a> {
     pub(crate) fn child(&self, name: &str) -> Option<Node<'a>> {
         match self {
             Node::Xml(e) => e.children.iter().find(|c| c.name == name).map(Node::Xml),
-            Node::Json(v) => match v.get(name) {
+            Node::Json(v) => match json_get(v, name) {
                 None | Some(Value::Null) => None,
                 Some(v) => Some(Node::Json(v)),
             },
@@ -175,7 +175,7 @@ impl<'a> Node<'a> {
                 .find(|(k, _)| k == name)
                 .map(|(_, v)| v.clone())
                 .or_else(|| e.children.iter().find(|c| c.name == name).map(|c| c.text.clone())),
-            Node::Json(v) => match v.get(name)? {
+            Node::Json(v) => match json_get(v, name)? {
                 Value::String(s) => Some(s.clone()),
                 Value::Number(n) => Some(n.to_string()),
                 Value::Bool(b) => Some(b.to_string()),
@@ -201,7 +201,7 @@ impl<'a> Node<'a> {
                     .map(|c| c.children.iter().filter(|i| i.name == singular).map(Node::Xml).collect())
                     .unwrap_or_default()
             }
-            Node::Json(v) => match v.get(plural) {
+            Node::Json(v) => match json_get(v, plural) {
                 Some(inner) => json_items(inner, plural, singular),
                 None if v.is_array() => json_items(v, plural, singular),
                 None => Vec::new(),
@@ -210,12 +210,19 @@ impl<'a> Node<'a> {
     }
 }
 
+/// A JSON property by name. EM's JSON uses the XML names (`TaskId`), but EM v13 was reported to
+/// answer in camelCase (`taskId`): an exact match wins, else one that differs only in case.
+fn json_get<'v>(value: &'v Value, name: &str) -> Option<&'v Value> {
+    let map = value.as_object()?;
+    map.get(name).or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+}
+
 fn json_items<'a>(value: &'a Value, plural: &str, singular: &str) -> Vec<Node<'a>> {
     match value {
         Value::Array(items) => items.iter().map(Node::Json).collect(),
         Value::Object(map) => {
             for key in [plural, singular] {
-                if let Some(inner @ (Value::Array(_) | Value::Object(_))) = map.get(key) {
+                if let Some(inner @ (Value::Array(_) | Value::Object(_))) = json_get(value, key) {
                     return json_items(inner, plural, singular);
                 }
             }

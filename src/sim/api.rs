@@ -165,13 +165,21 @@ async fn instrument(State(sim): State<Sim>, request: Request, next: Next) -> Res
     };
     let status = response.status();
     sim.world().record(method.as_str(), &full_path, endpoint, status.as_u16(), token.as_deref());
-    if !(malformed || reset) {
+    let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v == media_type(Format::Json));
+    let quirky = is_json && !sim.quirks.is_empty();
+    if !(malformed || reset || quirky) {
         return response;
     }
-    let (parts, body) = response.into_parts();
-    let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let (mut parts, body) = response.into_parts();
+    let mut bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
+    if quirky {
+        bytes = super::quirks::apply(&sim.quirks, bytes);
+        parts.headers.remove(header::CONTENT_LENGTH);
+    }
+    if !(malformed || reset) {
+        return Response::from_parts(parts, HttpBody::from(bytes));
+    }
     let half = bytes.slice(..bytes.len() / 2);
-    let mut parts = parts;
     parts.headers.remove(header::CONTENT_LENGTH);
     if reset {
         let chunks: Vec<Result<Bytes, std::io::Error>> =

@@ -41,6 +41,7 @@
 mod admin;
 mod api;
 mod inventory;
+mod quirks;
 mod render;
 mod world;
 
@@ -53,6 +54,7 @@ use axum::Router;
 
 pub use admin::parse_fault_flag;
 pub use inventory::{DEFAULT_INVENTORY, InventoryFile};
+pub use quirks::Quirk;
 pub use world::{
     Fault, FaultKind, LoggedRequest, MountView, RestoreSessionView, RestoredFile, SessionView, StateView, Timings,
 };
@@ -70,6 +72,8 @@ pub struct SimConfig {
     pub inventory: Option<String>,
     pub timings: Timings,
     pub faults: Vec<Fault>,
+    /// Deviations from a current EM; none by default.
+    pub quirks: Vec<Quirk>,
 }
 
 impl Default for SimConfig {
@@ -81,6 +85,7 @@ impl Default for SimConfig {
             inventory: None,
             timings: Timings::default(),
             faults: Vec::new(),
+            quirks: Vec::new(),
         }
     }
 }
@@ -138,6 +143,7 @@ impl SimServer {
 #[derive(Clone)]
 struct Sim {
     world: Arc<Mutex<World>>,
+    quirks: Arc<[Quirk]>,
 }
 
 impl Sim {
@@ -157,7 +163,7 @@ pub async fn start(config: SimConfig) -> Result<SimServer, String> {
     let scheme = if config.tls { "https" } else { "http" };
     let mut world = World::new(inventory, config.timings, config.faults);
     world.base = format!("{scheme}://{addr}/api");
-    let sim = Sim { world: Arc::new(Mutex::new(world)) };
+    let sim = Sim { world: Arc::new(Mutex::new(world)), quirks: config.quirks.clone().into() };
     let app = router(sim.clone());
     let handle = axum_server::Handle::new();
     let (task, cert_file) = if config.tls {

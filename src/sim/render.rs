@@ -158,10 +158,8 @@ impl Body {
                         serde_json::json!({ plural: items.iter().map(json).collect::<Vec<_>>() })
                     }
                 };
-                // Real EM prefixes every JSON body with a UTF-8 BOM (docs/em-api-notes.md §1.5).
-                let mut out = b"\xef\xbb\xbf".to_vec();
-                out.extend(serde_json::to_vec(&value).expect("JSON values always serialise"));
-                out
+                // Current EMs send no BOM (docs/em-api-notes.md §1.5); `Quirk::JsonBom` adds one.
+                serde_json::to_vec(&value).expect("JSON values always serialise")
             }
         }
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use veeam_restore_exporter::em::{Client, ClientConfig, Format, Session, Task};
 use veeam_restore_exporter::secret::Secret;
-use veeam_restore_exporter::sim::{self, SimConfig, SimServer, Timings};
+use veeam_restore_exporter::sim::{self, Quirk, SimConfig, SimServer, Timings};
 
 pub const USER: &str = "svc-canary";
 pub const PASSWORD: &str = "canary";
@@ -24,7 +24,13 @@ pub fn fast_timings() -> Timings {
 }
 
 pub async fn start_sim() -> SimServer {
-    sim::start(SimConfig { timings: fast_timings(), ..SimConfig::default() }).await.expect("simulator starts")
+    start_sim_with(&[]).await
+}
+
+/// A simulator imitating the given EM quirks.
+pub async fn start_sim_with(quirks: &[Quirk]) -> SimServer {
+    let config = SimConfig { timings: fast_timings(), quirks: quirks.to_vec(), ..SimConfig::default() };
+    sim::start(config).await.expect("simulator starts")
 }
 
 pub fn client(sim: &SimServer, format: Format) -> Client {
