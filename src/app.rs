@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
@@ -16,6 +16,7 @@ use crate::config::{self, Config};
 use crate::duration;
 use crate::history::History;
 use crate::ledger::Ledger;
+use crate::logging::{self, LogFormat};
 use crate::metrics::{Metrics, unix_seconds};
 use crate::scheduler::{Generation, Shared};
 use crate::web::{self, ReloadRequest, WebState};
@@ -24,12 +25,6 @@ use crate::web_config::WebConfig;
 /// Default port. Chosen to avoid Prometheus, Grafana, node/windows/blackbox exporters, the other
 /// Veeam exporter (9247) and Veeam's own ports (9392, 9398, 9399, 9419).
 pub const DEFAULT_PORT: u16 = 9731;
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum LogFormat {
-    Logfmt,
-    Json,
-}
 
 /// Proves Veeam restores work: scheduled canary mounts and file restores through the Veeam
 /// Backup Enterprise Manager REST API, exported as Prometheus metrics.
@@ -112,22 +107,6 @@ fn check_flags(flags: &Flags) -> Result<Checked, String> {
     Ok(Checked { address, grace_period, web_config })
 }
 
-fn init_logging(flags: &Flags) {
-    use tracing_subscriber::prelude::*;
-    let filter =
-        tracing_subscriber::EnvFilter::new(format!("{},hyper=warn,reqwest=warn,rustls=warn,h2=warn", flags.log_level));
-    let registry = tracing_subscriber::registry().with(filter);
-    match flags.log_format {
-        LogFormat::Logfmt => {
-            // No `target=<module>` field: "target" means an EM in this exporter's logs.
-            registry.with(tracing_logfmt::builder().with_target(false).layer().with_writer(std::io::stderr)).init()
-        }
-        LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().with_target(false).with_writer(std::io::stderr))
-            .init(),
-    }
-}
-
 /// `:9731` means all interfaces, as in Prometheus flags.
 fn listen_address(s: &str) -> Result<SocketAddr, String> {
     let full = if s.starts_with(':') { format!("0.0.0.0{s}") } else { s.to_owned() };
@@ -178,14 +157,15 @@ pub async fn run(mut flags: Flags) -> ExitCode {
     if flags.config_check {
         return config_check(&flags);
     }
+    // Logging first, so that every start-up error comes in the chosen format.
+    logging::init(&flags.log_level, flags.log_format);
     let checked = match check_flags(&flags) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{e}");
+            tracing::error!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    init_logging(&flags);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "Starting veeam-restore-exporter");
 
     // Keep the demo simulator alive for the life of the process.
@@ -232,8 +212,10 @@ impl Exporter {
     async fn start(flags: &Flags, checked: Checked) -> Result<Exporter, String> {
         let config_file = flags.config_file.clone().ok_or("--config.file is required")?;
         let config = config::load(&config_file).map_err(|e| {
-            eprint!("{}: {e}", config_file.display());
-            format!("invalid configuration {}", config_file.display())
+            for problem in &e.0 {
+                tracing::error!(file = %config_file.display(), problem = %problem, "invalid configuration");
+            }
+            format!("invalid configuration {} ({} problem(s))", config_file.display(), e.0.len())
         })?;
         let config = Arc::new(config);
         let ledger = Ledger::open(&flags.storage_path).map_err(|e| format!("--storage.path: {e}"))?;

@@ -11,6 +11,7 @@
 //! - [`ledger`]: durable records of mounts in flight, so a crash never loses one.
 //! - [`schedule`]: when each probe runs next, persisted across restarts and reloads.
 //! - [`scheduler`]: runs probes on their schedules and publishes results.
+//! - [`logging`]: log lines as Prometheus components write them (`ts`, `level`, `msg`).
 //! - [`metrics`]: every metric name, in one place.
 //! - [`fields`]: strict decoding of YAML mappings key by key (every problem, each named).
 //! - [`history`]: recent runs for the landing page.
@@ -27,6 +28,7 @@ pub mod em;
 pub mod fields;
 pub mod history;
 pub mod ledger;
+pub mod logging;
 pub mod metrics;
 pub mod probe;
 pub mod schedule;

@@ -303,3 +303,40 @@ async fn a_restart_shows_the_last_result_and_a_shutdown_mid_run_is_no_failure() 
     assert_eq!(value(&m, "veeam_em_probe_success", &[("probe", "c")]), None, "a cut-short run is no result");
     sim.shutdown().await;
 }
+
+/// Start-up, a failing run and shutdown, in both formats: every line has `ts`, a lower-case
+/// `level` and `msg` first (logfmt) or as flat keys (JSON), and no empty field.
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_look_like_the_rest_of_the_prometheus_stack() {
+    let sim = start_sim().await;
+    let probes = "      - { name: a, kind: mount, vm: no-such-vm, interval: 1h }\n";
+    let setup = Setup::new(&sim.api_url, probes);
+    for format in ["logfmt", "json"] {
+        let mut exporter = Exporter::start_with(&[
+            &format!("--config.file={}", setup.config_path().display()),
+            &format!("--storage.path={}", setup.dir.path().join(format).display()),
+            &format!("--log.format={format}"),
+        ])
+        .await;
+        exporter.wait_metric("veeam_em_probe_success", &[("probe", "a")], |v| v == 0.0).await;
+        exporter.signal("TERM");
+        assert!(exporter.wait_exit(Duration::from_secs(30)).await.success());
+        let logs = exporter.logs();
+        assert!(logs.contains("probe failed") && logs.contains("Stopped"), "{logs}");
+        for line in logs.lines() {
+            if format == "json" {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                let level = v["level"].as_str().unwrap();
+                assert!(["debug", "info", "warn", "error"].contains(&level), "{line}");
+                assert!(v["ts"].is_string() && v["msg"].is_string() && v.get("fields").is_none(), "{line}");
+            } else {
+                let fields: Vec<&str> = line.splitn(4, ' ').collect();
+                assert!(fields[0].starts_with("ts=") && fields[2].starts_with("msg="), "{line}");
+                let level = fields[1].strip_prefix("level=").unwrap();
+                assert!(["debug", "info", "warn", "error"].contains(&level), "{line}");
+                assert!(!line.contains("=\"\""), "no empty fields: {line}");
+            }
+        }
+    }
+    sim.shutdown().await;
+}

@@ -98,10 +98,7 @@ impl Exporter {
             let found = found.clone();
             async move {
                 let lines = found.lock().unwrap();
-                lines
-                    .iter()
-                    .find(|l| l.contains("Listening on"))
-                    .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("address=")).map(str::to_owned))
+                lines.iter().find(|l| l.contains("Listening on")).and_then(|l| listen_address(l))
             }
         })
         .await;
@@ -156,6 +153,15 @@ impl Drop for Exporter {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The address in the "Listening on" line, in logfmt or JSON.
+fn listen_address(line: &str) -> Option<String> {
+    if line.starts_with('{') {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        return v["address"].as_str().map(str::to_owned);
+    }
+    line.split_whitespace().find_map(|f| f.strip_prefix("address=")).map(str::to_owned)
 }
 
 /// The value of the series `name` whose labels include all of `labels`.
