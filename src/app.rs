@@ -46,6 +46,10 @@ pub struct Flags {
     /// Configuration file (YAML). Required unless --demo.
     #[arg(long = "config.file")]
     pub config_file: Option<PathBuf>,
+    /// Reload the configuration file when its contents change, checked this often (Prometheus
+    /// duration; 0 turns it off). An invalid edit keeps the running configuration.
+    #[arg(long = "config.auto-reload-interval", default_value = "0s")]
+    pub auto_reload_interval: String,
     /// Validate the configuration file and exit (0 when valid).
     #[arg(long = "config.check")]
     pub config_check: bool,
@@ -72,6 +76,7 @@ pub struct Flags {
 struct Checked {
     address: SocketAddr,
     grace_period: Duration,
+    auto_reload: Option<Duration>,
     web_config: Option<WebConfig>,
 }
 
@@ -93,6 +98,9 @@ fn check_flags(flags: &Flags) -> Result<Checked, String> {
         return bad_path("may contain only A-Z a-z 0-9 / - _ . ~");
     }
     let grace_period = duration::parse(&flags.grace_period).map_err(|e| format!("--shutdown.grace-period: {e}"))?;
+    let auto_reload =
+        duration::parse(&flags.auto_reload_interval).map_err(|e| format!("--config.auto-reload-interval: {e}"))?;
+    let auto_reload = (!auto_reload.is_zero()).then_some(auto_reload);
     let web_config = match &flags.web_config_file {
         None => None,
         Some(file) => {
@@ -104,7 +112,7 @@ fn check_flags(flags: &Flags) -> Result<Checked, String> {
     if flags.config_file.is_none() && !flags.demo {
         return Err("--config.file is required (or --demo to try the exporter against the built-in simulator)".into());
     }
-    Ok(Checked { address, grace_period, web_config })
+    Ok(Checked { address, grace_period, auto_reload, web_config })
 }
 
 /// `:9731` means all interfaces, as in Prometheus flags.
@@ -196,6 +204,9 @@ pub async fn run(mut flags: Flags) -> ExitCode {
 struct Exporter {
     config_file: PathBuf,
     grace_period: Duration,
+    /// `--config.auto-reload-interval`, and the checksum of the file as last loaded or tried.
+    auto_reload: Option<Duration>,
+    config_checksum: Option<[u8; 32]>,
     web_config_file: Option<PathBuf>,
     tls: Option<RustlsConfig>,
     state: Arc<WebState>,
@@ -259,8 +270,10 @@ impl Exporter {
         tracing::info!(address = %bound, tls = tls.is_some(), "Listening on");
         let generation = Generation::start(&config, &shared);
         Ok(Exporter {
+            config_checksum: checksum(&config_file),
             config_file,
             grace_period: checked.grace_period,
+            auto_reload: checked.auto_reload,
             web_config_file: flags.web_config_file.clone(),
             tls,
             state,
@@ -281,10 +294,22 @@ impl Exporter {
             tracing::error!("cannot install signal handlers; shutting down");
             return self;
         };
+        let mut file_check = tokio::time::interval(self.auto_reload.unwrap_or(Duration::from_secs(3600)));
+        file_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        file_check.tick().await;
         loop {
             let reply = tokio::select! {
                 _ = hup.recv() => None,
                 Some(reply) = self.reloads.recv() => Some(reply),
+                _ = file_check.tick(), if self.auto_reload.is_some() => {
+                    // Only a changed file reloads; an invalid one is tried once per change.
+                    let now = checksum(&self.config_file);
+                    if now.is_none() || now == self.config_checksum {
+                        continue;
+                    }
+                    tracing::info!(file = %self.config_file.display(), "configuration file changed; reloading");
+                    None
+                }
                 _ = term.recv() => break,
                 _ = int.recv() => break,
             };
@@ -299,6 +324,7 @@ impl Exporter {
     /// Loads the configuration (and the web config's TLS files) again; on failure the old
     /// configuration stays in force.
     async fn reload(&mut self) -> Result<(), String> {
+        self.config_checksum = checksum(&self.config_file);
         self.reload_tls().await;
         let new = reload(&self.config_file, &self.state, &self.state.metrics)?;
         let old = std::mem::replace(&mut self.generation, Generation::start(&new, &self.shared));
@@ -344,6 +370,12 @@ impl Exporter {
         tracing::info!("Stopped");
         ExitCode::SUCCESS
     }
+}
+
+/// SHA-256 of the file's contents, `None` when it cannot be read.
+fn checksum(path: &Path) -> Option<[u8; 32]> {
+    use sha2::Digest;
+    std::fs::read(path).ok().map(|bytes| sha2::Sha256::digest(&bytes).into())
 }
 
 /// Loads the configuration again; on failure the old one stays in force.

@@ -94,7 +94,16 @@ fn kubernetes_manifests_hold_the_invariants() {
     let config_text = configmap["data"]["config.yml"].as_str().unwrap();
     let config = veeam_restore_exporter::config::parse(config_text, Path::new("/etc/veeam-restore-exporter"))
         .unwrap_or_else(|e| panic!("the ConfigMap's config is invalid: {e}"));
-    assert_eq!(flag(args, "--config.file"), Some(mount_of("config")), "--config.file is the ConfigMap");
+    // Mounted as a directory (no subPath), so edits reach the running pod, and picked up by
+    // --config.auto-reload-interval.
+    let config_mount = mounts.iter().find(|m| m["name"] == "config").expect("the ConfigMap is mounted");
+    assert!(config_mount.get("subPath").is_none(), "a subPath mount never sees ConfigMap edits");
+    assert_eq!(
+        flag(args, "--config.file"),
+        Some(format!("{}/config.yml", mount_of("config")).as_str()),
+        "--config.file is the ConfigMap's config.yml"
+    );
+    assert!(flag(args, "--config.auto-reload-interval").is_some(), "edits are reloaded");
     for target in &config.targets {
         match &target.password {
             veeam_restore_exporter::config::PasswordSource::File(path) => {

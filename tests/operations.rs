@@ -340,3 +340,29 @@ async fn logs_look_like_the_rest_of_the_prometheus_stack() {
     }
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edited_config_file_is_picked_up_and_an_invalid_edit_keeps_the_old_one() {
+    let sim = start_sim().await;
+    let setup = Setup::new(&sim.api_url, "      - { name: a, kind: mount, vm: canary-win01, interval: 1h }\n");
+    let exporter = Exporter::start_with(&[
+        &format!("--config.file={}", setup.config_path().display()),
+        &format!("--storage.path={}", setup.storage().display()),
+        "--config.auto-reload-interval=200ms",
+    ])
+    .await;
+    exporter.wait_metric("veeam_em_probe_interval_seconds", &[("probe", "a")], |v| v == 3600.0).await;
+    setup.write_config(&sim.api_url, "      - { name: b, kind: mount, vm: canary-win01, interval: 2h }\n");
+    exporter.wait_metric("veeam_em_probe_interval_seconds", &[("probe", "b")], |v| v == 7200.0).await;
+    assert_eq!(value(&exporter.metrics().await, "veeam_em_probe_interval_seconds", &[("probe", "a")]), None);
+
+    std::fs::write(setup.config_path(), "targets: [ broken\n").unwrap();
+    exporter.wait_metric("veeam_restore_exporter_config_last_reload_successful", &[], |v| v == 0.0).await;
+    let m = exporter.metrics().await;
+    assert_eq!(value(&m, "veeam_em_probe_interval_seconds", &[("probe", "b")]), Some(7200.0), "the old config stays");
+    // An observation window of five check intervals, in which a retrying loop would log again.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let failed = exporter.logs().matches("configuration reload failed").count();
+    assert_eq!(failed, 1, "an unchanged invalid file is not tried again and again");
+    sim.shutdown().await;
+}
