@@ -176,3 +176,35 @@ fn compose_stack_is_wired_consistently() {
     assert!(prometheus.contains("exporter:9731"), "Prometheus scrapes the exporter service");
     assert!(prometheus.contains("job_name: veeam-restore-exporter"), "the job name the up-rules expect");
 }
+
+/// The systemd unit: stop timeout above the grace period it passes, reload by SIGHUP, state
+/// directory private, and the packaged configuration valid.
+#[test]
+fn systemd_unit_and_packaged_configuration_hold_the_invariants() {
+    let unit = read("deploy/systemd/veeam-restore-exporter.service");
+    let value = |key: &str| {
+        unit.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).unwrap_or_else(|| panic!("no {key}="))
+    };
+    let grace = unit
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("--shutdown.grace-period="))
+        .map(|g| veeam_restore_exporter::duration::parse(g).unwrap())
+        .expect("ExecStart sets --shutdown.grace-period");
+    let stop = Duration::from_secs(value("TimeoutStopSec").parse().unwrap());
+    assert!(stop > grace, "TimeoutStopSec {stop:?} must exceed the grace period {grace:?}");
+    assert_eq!(value("ExecReload"), "/bin/kill -HUP $MAINPID");
+    assert_eq!(value("StateDirectoryMode"), "0700");
+    assert_eq!(value("NoNewPrivileges"), "yes");
+    assert_eq!(value("ProtectSystem"), "strict");
+    let config = veeam_restore_exporter::config::parse(&read("deploy/systemd/config.yml"), Path::new("/etc/x"))
+        .unwrap_or_else(|e| panic!("the packaged configuration is invalid: {e}"));
+    let credential = value("LoadCredential").split_once(':').unwrap().0.to_owned();
+    for target in &config.targets {
+        let expected = format!("/run/credentials/veeam-restore-exporter.service/{credential}");
+        assert_eq!(
+            target.password,
+            veeam_restore_exporter::config::PasswordSource::File(expected.into()),
+            "the password comes from the unit's credential"
+        );
+    }
+}

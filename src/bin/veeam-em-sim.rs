@@ -15,7 +15,12 @@ use veeam_restore_exporter::sim::{self, Quirk, SimConfig, Timings};
 /// machines, fault injection and an admin API under `/sim/`. It behaves like a current EM
 /// (v12/v13) unless a `--quirk` asks for an older or buggy one.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about)]
+#[command(
+    name = "veeam-em-sim",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (imitates the Veeam Backup Enterprise Manager REST API, v1_7 as in EM 12 and 13)"),
+    about,
+    long_about
+)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:9398")]
