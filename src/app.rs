@@ -251,6 +251,7 @@ impl Exporter {
             web_config: flags.web_config_file.clone(),
             authenticator: Default::default(),
             enable_lifecycle: flags.enable_lifecycle,
+            scheduler: shared.clone(),
         });
         let app = web::router(state.clone()).into_make_service();
         let server = axum_server::Handle::new();

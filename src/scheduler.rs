@@ -31,6 +31,8 @@ pub struct Shared {
     /// Fires once, when the process shuts down: runs skip optional work and unmount.
     pub shutdown: CancellationToken,
     probe_locks: Mutex<HashMap<ProbeKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// "Run now" requests, one per probe; like the locks they outlive generations.
+    run_now: Mutex<HashMap<ProbeKey, Arc<tokio::sync::Notify>>>,
     targets: Mutex<HashMap<String, Arc<TargetState>>>,
 }
 
@@ -46,6 +48,7 @@ impl Shared {
             ledger,
             shutdown: CancellationToken::new(),
             probe_locks: Mutex::default(),
+            run_now: Mutex::default(),
             targets: Mutex::default(),
         }
     }
@@ -55,10 +58,32 @@ impl Shared {
         states.entry(target.to_owned()).or_default().clone()
     }
 
+    fn run_now_signal(&self, target: &str, probe: &str) -> Arc<tokio::sync::Notify> {
+        let mut signals = self.run_now.lock().unwrap_or_else(|p| p.into_inner());
+        signals.entry((target.to_owned(), probe.to_owned())).or_default().clone()
+    }
+
+    /// Asks the probe's loop to run it now (`POST /-/probe`), unless a run is in progress. The
+    /// run still takes the per-probe lock and a permit of the target's concurrency cap.
+    pub fn run_now(&self, target: &str, probe: &str) -> RunNow {
+        if self.probe_lock(target, probe).try_lock().is_err() {
+            return RunNow::AlreadyRunning;
+        }
+        self.run_now_signal(target, probe).notify_one();
+        RunNow::Started
+    }
+
     fn probe_lock(&self, target: &str, probe: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.probe_locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.entry((target.to_owned(), probe.to_owned())).or_default().clone()
     }
+}
+
+/// The answer to a "run now" request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RunNow {
+    Started,
+    AlreadyRunning,
 }
 
 /// The loops of one configuration.
@@ -138,19 +163,21 @@ async fn probe_loop(
     let name = target.config.name.clone();
     shared.show_last_result(&name, &probe);
     let mut earliest = SystemTime::now() + first;
+    let run_now = shared.run_now_signal(&name, &probe.name);
     loop {
         let due = shared.schedule.due(&name, &probe, first).max(earliest);
         earliest = SystemTime::now();
         shared.note_next_run(&name, &probe, due);
         let wait = due.duration_since(SystemTime::now()).unwrap_or_default();
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
+        let manual = tokio::select! {
+            _ = tokio::time::sleep(wait) => false,
+            _ = run_now.notified() => true,
             _ = stop.cancelled() => return,
-        }
+        };
         let lock = shared.probe_lock(&name, &probe.name);
         let _never_overlap = lock.lock().await;
         // Another configuration generation may have run it while this one waited for the lock.
-        if shared.schedule.due(&name, &probe, first) > SystemTime::now() + Duration::from_secs(1) {
+        if !manual && shared.schedule.due(&name, &probe, first) > SystemTime::now() + Duration::from_secs(1) {
             continue;
         }
         let Ok(_permit) = target.permits.acquire().await else { return };
@@ -158,7 +185,8 @@ async fn probe_loop(
             return;
         }
         shared.schedule.started(&name, &probe);
-        let report = run_once(&target, &probe, &shared).await;
+        let mut report = run_once(&target, &probe, &shared).await;
+        report.manual = manual;
         // A run cut short by shutdown says nothing about restores: it is neither a result to
         // keep nor a failure to count.
         let result = (!report.cut_short_by_shutdown()).then_some((report.outcome.is_ok(), report.duration));
@@ -208,6 +236,7 @@ async fn run_once(target: &TargetRuntime, probe: &Spec, shared: &Shared) -> RunR
                     outcome: Err((e.reason(), format!("logon: {e}"))),
                     cleanup_error: None,
                     session_lost_before_changes: false,
+                    manual: false,
                 };
             }
         };

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::Config;
 use crate::history::History;
 use crate::metrics::Metrics;
+use crate::scheduler::{RunNow, Shared};
 use crate::web_config::{Authenticator, WebConfig};
 
 /// A reload request; the answer says whether the new configuration was applied.
@@ -34,12 +35,15 @@ pub struct WebState {
     /// `--web.config.file`, read again for every request.
     pub web_config: Option<PathBuf>,
     pub authenticator: Authenticator,
-    /// `--web.enable-lifecycle`: without it `POST /-/reload` is refused (SIGHUP always works).
+    /// `--web.enable-lifecycle`: without it `POST /-/reload` and `POST /-/probe` are refused
+    /// (SIGHUP always reloads).
     pub enable_lifecycle: bool,
+    /// For `POST /-/probe`.
+    pub scheduler: Arc<Shared>,
 }
 
 /// Paths the exporter serves itself; `--web.telemetry-path` must not take one of them.
-pub const RESERVED_PATHS: &[&str] = &["/", "/-/healthy", "/-/ready", "/-/reload"];
+pub const RESERVED_PATHS: &[&str] = &["/", "/-/healthy", "/-/ready", "/-/reload", "/-/probe"];
 
 pub fn router(state: Arc<WebState>) -> Router {
     Router::new()
@@ -48,14 +52,20 @@ pub fn router(state: Arc<WebState>) -> Router {
         .route("/-/healthy", get(|| async { "Healthy.\n" }))
         .route("/-/ready", get(|| async { "Ready.\n" }))
         .route("/-/reload", post(reload))
+        .route("/-/probe", post(run_probe))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
 
-/// Applies the web config: basic authentication (not for the health and readiness checks,
-/// which reveal nothing and serve orchestrators) and the configured response headers.
+/// Applies the web config: basic authentication and the configured response headers. The
+/// health and readiness checks stay open (they reveal nothing and serve orchestrators), even
+/// while the web config file is broken.
 async fn guard(State(state): State<Arc<WebState>>, request: Request, next: Next) -> Response {
     let Some(path) = &state.web_config else { return next.run(request).await };
+    let open = matches!(request.uri().path(), "/-/healthy" | "/-/ready");
+    if open {
+        return next.run(request).await;
+    }
     let config = match WebConfig::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -63,8 +73,7 @@ async fn guard(State(state): State<Arc<WebState>>, request: Request, next: Next)
             return (StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error\n").into_response();
         }
     };
-    let open = matches!(request.uri().path(), "/-/healthy" | "/-/ready");
-    if config.requires_auth() && !open && !authorized(&state, &config, &request) {
+    if config.requires_auth() && !authorized(&state, &config, &request) {
         return (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Basic realm=\"veeam-restore-exporter\"")],
@@ -121,6 +130,33 @@ async fn reload(State(state): State<Arc<WebState>>) -> Response {
     }
 }
 
+/// `POST /-/probe?target=T&probe=P`: runs a probe now ("I fixed the proxy, show me that
+/// mounts work again"), unless it is running already.
+async fn run_probe(
+    State(state): State<Arc<WebState>>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    if !state.enable_lifecycle {
+        return (StatusCode::FORBIDDEN, "Lifecycle API is not enabled (--web.enable-lifecycle).\n").into_response();
+    }
+    let (Some(target), Some(probe)) = (query.get("target"), query.get("probe")) else {
+        return (StatusCode::BAD_REQUEST, "target and probe are required: /-/probe?target=T&probe=P\n").into_response();
+    };
+    let config = state.config.read().unwrap_or_else(|p| p.into_inner()).clone();
+    let known = config.targets.iter().any(|t| &t.name == target && t.probes.iter().any(|p| &p.name == probe));
+    if !known {
+        return (StatusCode::NOT_FOUND, "no such target and probe in the configuration\n").into_response();
+    }
+    match state.scheduler.run_now(target, probe) {
+        RunNow::AlreadyRunning => (StatusCode::CONFLICT, "the probe is running; see /\n").into_response(),
+        RunNow::Started => {
+            tracing::info!(target_name = %target, probe = %probe, "probe run requested over HTTP");
+            (StatusCode::ACCEPTED, [(header::LOCATION, "/")], "Probe run started; its result will show on /\n")
+                .into_response()
+        }
+    }
+}
+
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
@@ -128,6 +164,23 @@ fn escape(s: &str) -> String {
 fn ago(t: SystemTime) -> String {
     let secs = t.elapsed().map(|d| d.as_secs()).unwrap_or(0);
     format!("{} ago", humantime::format_duration(std::time::Duration::from_secs(secs)))
+}
+
+/// A form posting to `/-/probe`; a catalog probe asks first, because it writes into the VM.
+fn run_now_button(target: &str, probe: &crate::probe::Spec) -> String {
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("target", target)
+        .append_pair("probe", &probe.name)
+        .finish();
+    let confirm = if probe.kind.mode() == Some("catalog") {
+        " onsubmit=\"return confirm('This catalog probe restores a file INTO THE PRODUCTION VM. Run it now?')\""
+    } else {
+        ""
+    };
+    format!(
+        "<form method=\"post\" action=\"/-/probe?{}\"{confirm}><button type=\"submit\">Run now</button></form>",
+        escape(&query)
+    )
 }
 
 fn until(t: SystemTime) -> String {
@@ -167,6 +220,9 @@ async fn landing(State(state): State<Arc<WebState>>) -> Html<String> {
             if let Some(next) = history.next_run {
                 let _ = write!(page, "<p>Next run: {}.</p>", until(next));
             }
+            if state.enable_lifecycle {
+                page.push_str(&run_now_button(&target.name, probe));
+            }
             if history.recent.is_empty() {
                 page.push_str("<p>No run has finished yet.</p>");
                 continue;
@@ -181,6 +237,7 @@ async fn landing(State(state): State<Arc<WebState>>) -> Html<String> {
                     Ok(note) => ("ok", "success".to_owned(), note.clone().unwrap_or_default()),
                     Err((reason, message)) => ("fail", format!("failed: {reason}"), message.clone()),
                 };
+                let result = if run.manual { format!("{result} (manual)") } else { result };
                 let details = match &run.cleanup_error {
                     Some(c) => format!("{details}; cleanup: {c}"),
                     None => details,

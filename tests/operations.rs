@@ -366,3 +366,51 @@ async fn an_edited_config_file_is_picked_up_and_an_invalid_edit_keeps_the_old_on
     assert_eq!(failed, 1, "an unchanged invalid file is not tried again and again");
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_probe_runs_on_request_once_at_a_time_and_only_with_the_lifecycle_flag() {
+    use veeam_restore_exporter::sim::{Fault, FaultKind};
+    let sim = start_sim().await;
+    let setup = Setup::new(&sim.api_url, "      - { name: a, kind: mount, vm: canary-win01, interval: 1h }\n");
+    let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", "a")], |v| v == 1.0).await;
+    let client = reqwest::Client::new();
+    let post = |query: &str| client.post(exporter.url(&format!("/-/probe?{query}"))).send();
+
+    assert_eq!(post("target=sim&probe=a").await.unwrap().status(), 202);
+    exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", "a")], |v| v == 2.0).await;
+    let page = reqwest::get(exporter.url("/")).await.unwrap().text().await.unwrap();
+    assert!(page.contains("success (manual)") && page.contains("Run now"), "the landing page shows it");
+
+    // A slow browse keeps the next run busy: a second request meanwhile is refused.
+    sim.add_fault(Fault {
+        endpoint: Some(Endpoint::MountBrowse),
+        kind: FaultKind::Latency { ms: 3000 },
+        times: Some(1),
+    });
+    assert_eq!(post("target=sim&probe=a").await.unwrap().status(), 202);
+    eventually(Duration::from_secs(20), "the requested run to mount", || async {
+        (sim.state().mounts.len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(post("target=sim&probe=a").await.unwrap().status(), 409);
+    exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", "a")], |v| v == 3.0).await;
+    assert_eq!(post("target=sim&probe=nope").await.unwrap().status(), 404);
+    assert_eq!(post("target=sim").await.unwrap().status(), 400);
+    drop(exporter);
+
+    let without = Exporter::start_with(&[
+        &format!("--config.file={}", setup.config_path().display()),
+        &format!("--storage.path={}", setup.storage().display()),
+    ])
+    .await;
+    let mounts_before = mounts_created(&sim);
+    let refused = client.post(without.url("/-/probe?target=sim&probe=a")).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+    // A window in which a wrongly accepted request would have mounted.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(mounts_created(&sim), mounts_before, "nothing ran");
+    let page = reqwest::get(without.url("/")).await.unwrap().text().await.unwrap();
+    assert!(!page.contains("Run now"), "no button without the lifecycle API");
+    sim.shutdown().await;
+}

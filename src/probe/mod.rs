@@ -286,6 +286,8 @@ pub struct RunReport {
     /// EM answered 401 before the run asked it to change anything: logging on again and
     /// starting over is safe.
     pub session_lost_before_changes: bool,
+    /// Started by `POST /-/probe` rather than by the schedule.
+    pub manual: bool,
 }
 
 impl RunReport {

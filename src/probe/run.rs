@@ -96,6 +96,7 @@ impl<'a> Run<'a> {
             outcome,
             cleanup_error,
             session_lost_before_changes,
+            manual: false,
         }
     }
 
