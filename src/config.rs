@@ -5,7 +5,7 @@
 //! so one typo does not hide the next. Relative file paths resolve against the config file's
 //! directory, as in Prometheus.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -154,6 +154,52 @@ fn check_label(f: &mut Fields, key: &str, value: &str) {
     }
 }
 
+/// Label names the exporter uses itself (or Prometheus adds): user labels must not clash.
+pub const RESERVED_LABELS: &[&str] = &[
+    "target",
+    "probe",
+    "kind",
+    "mode",
+    "vm",
+    "point",
+    "job",
+    "instance",
+    "le",
+    "quantile",
+    "reason",
+    "phase",
+    "operation",
+    "result",
+    "endpoint",
+    "code",
+    "state",
+    "version",
+    "revision",
+    "rustversion",
+];
+
+/// `labels:`: user-chosen labels (e.g. `site`, `tier`) for `veeam_em_probe_info`.
+fn decode_labels(f: &mut Fields) -> BTreeMap<String, String> {
+    let labels: BTreeMap<String, String> = f.or("labels", BTreeMap::new());
+    for (name, value) in &labels {
+        let valid_name = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && !name.starts_with("__");
+        if !valid_name {
+            f.error(
+                "labels",
+                format!("{name:?} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, no leading __)"),
+            );
+        } else if RESERVED_LABELS.contains(&name.as_str()) {
+            f.error("labels", format!("{name:?} is a label the exporter sets itself"));
+        }
+        if value.is_empty() || value.chars().count() > 128 {
+            f.error("labels", format!("the value of {name:?} must be 1-128 characters"));
+        }
+    }
+    labels
+}
+
 /// A duration key with a default, which must be greater than 0.
 fn positive_duration(f: &mut Fields, key: &str, default: Duration) -> Duration {
     let Prom(d) = f.or(key, Prom(default));
@@ -257,6 +303,7 @@ fn decode_target(value: Value, at: &str, base_dir: &Path, errors: &mut Vec<Strin
     if poll_initial > poll_max {
         f.error("poll_initial", "must not exceed poll_max");
     }
+    let target_labels = decode_labels(&mut f);
     let raw_probes: Vec<Value> = f.or("probes", Vec::new());
     if raw_probes.is_empty() {
         f.error("probes", "at least one probe is required");
@@ -265,7 +312,7 @@ fn decode_target(value: Value, at: &str, base_dir: &Path, errors: &mut Vec<Strin
     let mut probe_names = HashSet::new();
     for (j, value) in raw_probes.into_iter().enumerate() {
         let at = format!("{}.probes[{j}]{}", f.at(), name_hint(&value));
-        if let Some(p) = decode_probe(value, &at, f.errors()) {
+        if let Some(p) = decode_probe(value, &at, &target_labels, f.errors()) {
             if !probe_names.insert(p.name.clone()) {
                 f.errors().push(format!("{at}.name: duplicate probe name {:?}", p.name));
             }
@@ -292,8 +339,15 @@ fn decode_target(value: Value, at: &str, base_dir: &Path, errors: &mut Vec<Strin
     })
 }
 
-fn decode_probe(value: Value, at: &str, errors: &mut Vec<String>) -> Option<Spec> {
+fn decode_probe(
+    value: Value,
+    at: &str,
+    target_labels: &BTreeMap<String, String>,
+    errors: &mut Vec<String>,
+) -> Option<Spec> {
     let mut f = Fields::new(value, at, errors)?;
+    let mut labels = target_labels.clone();
+    labels.extend(decode_labels(&mut f));
     let name: Option<String> = f.required("name");
     if let Some(n) = &name {
         check_label(&mut f, "name", n);
@@ -321,7 +375,7 @@ fn decode_probe(value: Value, at: &str, errors: &mut Vec<String>) -> Option<Spec
     if !f.finish(owner.as_deref()) {
         return None;
     }
-    Some(Spec { name: name?, vm: vm?, interval: interval?, timeout, steps, kind })
+    Some(Spec { name: name?, vm: vm?, interval: interval?, timeout, steps, kind, labels })
 }
 
 #[cfg(test)]
@@ -440,6 +494,29 @@ targets:
             assert!(errors.iter().any(|x| x.starts_with(e)), "missing {e:?} in {errors:#?}");
         }
         assert_eq!(errors.len(), expected.len(), "{errors:#?}");
+    }
+
+    #[test]
+    fn user_labels_merge_and_are_checked() {
+        let text = r#"
+targets:
+  - name: em
+    url: https://em:9398/api/
+    username: svc
+    password_env: P
+    labels: { site: ams, tier: gold }
+    probes:
+      - { name: m, kind: mount, vm: v, interval: 1m, labels: { tier: silver, team: backup } }
+"#;
+        let c = parse(text, Path::new("/")).unwrap();
+        let labels: Vec<(&str, &str)> =
+            c.targets[0].probes[0].labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(labels, [("site", "ams"), ("team", "backup"), ("tier", "silver")]);
+        let bad = text.replace("team: backup", "probe: x, 1st: y, __x: z, ok: \"\"");
+        let errors = parse(&bad, Path::new("/")).unwrap_err().0;
+        for needle in ["\"probe\" is a label the exporter sets", "\"1st\" is not", "\"__x\" is not", "\"ok\" must be"] {
+            assert!(errors.iter().any(|e| e.contains(needle) && e.contains(".labels:")), "{needle}: {errors:#?}");
+        }
     }
 
     #[test]

@@ -40,6 +40,8 @@ macro_rules! metrics {
             $(pub $field: $ty,)+
             /// `(target, endpoint, code)` of every request counter created, for removal on reload.
             api_seen: Mutex<HashSet<(String, String, String)>>,
+            /// `veeam_em_probe_info`, whose label names the configuration chooses.
+            pub probe_info: ProbeInfo,
         }
 
         impl Metrics {
@@ -48,6 +50,7 @@ macro_rules! metrics {
                     registry: registry.clone(),
                     $($field: register(registry, <$ty>::define($name, &$help, $labels, &[$($buckets)?][..])),)+
                     api_seen: Mutex::default(),
+                    probe_info: ProbeInfo::new(),
                 }
             }
         }
@@ -130,6 +133,87 @@ impl Define for Gauge {
     }
 }
 
+/// `veeam_em_probe_info`: 1 per probe, labelled with what it probes and the labels the user
+/// chose (`site`, `tier`, …) for joins in queries and dashboards. Users choose the label names,
+/// so they differ between probes: the series are built from the configuration at each scrape
+/// rather than held in a vector with fixed label names.
+#[derive(Clone)]
+pub struct ProbeInfo {
+    desc: prometheus::core::Desc,
+    series: Arc<Mutex<Vec<LabelSet>>>,
+}
+
+/// One series' label pairs, sorted by name.
+type LabelSet = Vec<(String, String)>;
+
+const PROBE_INFO: &str = "veeam_em_probe_info";
+
+impl ProbeInfo {
+    fn new() -> ProbeInfo {
+        let help =
+            "Constant 1 per probe, labelled with its kind, mode, VM, point and the labels from the configuration.";
+        let desc = prometheus::core::Desc::new(PROBE_INFO.into(), help.into(), Vec::new(), Default::default())
+            .expect("the info metric's description is valid");
+        ProbeInfo { desc, series: Arc::default() }
+    }
+
+    /// One label set per probe of `config`.
+    fn set(&self, config: &Config) {
+        let mut series = Vec::new();
+        for t in &config.targets {
+            for p in &t.probes {
+                let point = match &p.kind {
+                    Kind::Mount(m) => m.point.as_str(),
+                    _ => crate::em::PointKind::Backup.as_str(),
+                };
+                let mut labels = vec![
+                    ("target".to_owned(), t.name.clone()),
+                    ("probe".to_owned(), p.name.clone()),
+                    ("kind".to_owned(), p.kind.label().to_owned()),
+                    ("mode".to_owned(), p.kind.mode().unwrap_or("").to_owned()),
+                    ("vm".to_owned(), p.vm.clone()),
+                    ("point".to_owned(), point.to_owned()),
+                ];
+                labels.extend(p.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+                labels.sort();
+                series.push(labels);
+            }
+        }
+        *self.series.lock().unwrap_or_else(|p| p.into_inner()) = series;
+    }
+}
+
+impl prometheus::core::Collector for ProbeInfo {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        use prometheus::proto;
+        let mut family = proto::MetricFamily::default();
+        family.set_name(PROBE_INFO.into());
+        family.set_help(self.desc.help.clone());
+        family.set_field_type(proto::MetricType::GAUGE);
+        for labels in self.series.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let pairs = labels
+                .iter()
+                .map(|(k, v)| {
+                    let mut pair = proto::LabelPair::default();
+                    pair.set_name(k.clone());
+                    pair.set_value(v.clone());
+                    pair
+                })
+                .collect();
+            let mut gauge = proto::Gauge::default();
+            gauge.set_value(1.0);
+            let mut metric = proto::Metric::from_gauge(gauge);
+            metric.set_label(pairs);
+            family.mut_metric().push(metric);
+        }
+        vec![family]
+    }
+}
+
 /// Registers a metric built from the table above; both steps only fail on a programming error.
 fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: prometheus::Result<M>) -> M {
     let metric = metric.expect("metric definitions are valid");
@@ -141,6 +225,7 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
         let metrics = Metrics::define(&registry);
+        registry.register(Box::new(metrics.probe_info.clone())).expect("metric names are unique");
         let build = register(
             &registry,
             IntGaugeVec::define(
@@ -170,6 +255,7 @@ impl Metrics {
         if let Some(previous) = previous {
             self.remove_stale(config, previous);
         }
+        self.probe_info.set(config);
         for t in &config.targets {
             let target = t.name.as_str();
             self.em_up.with_label_values(&[target]);
@@ -403,5 +489,29 @@ targets:
         for reason in em::Error::REASONS {
             has(format!("veeam_em_logon_failures_total{{reason=\"{reason}\""));
         }
+    }
+
+    #[test]
+    fn probe_info_carries_the_users_labels_and_follows_reloads() {
+        let config = |labels: &str| {
+            let text = format!(
+                "targets:\n  - name: t\n    url: https://em:9398/api/\n    username: u\n    password_env: P\n    \
+                 labels: {{ site: ams }}\n    probes:\n      - {{ name: m, kind: mount, vm: v, interval: 1m, point: replica{labels} }}\n"
+            );
+            crate::config::parse(&text, std::path::Path::new("/")).unwrap()
+        };
+        let metrics = Metrics::new();
+        let first = config(", labels: { tier: gold }");
+        metrics.apply_config(&first, None);
+        let text = String::from_utf8(metrics.encode().1).unwrap();
+        assert!(
+            text.contains(
+                "veeam_em_probe_info{kind=\"mount\",mode=\"\",point=\"replica\",probe=\"m\",site=\"ams\",target=\"t\",tier=\"gold\",vm=\"v\"} 1"
+            ),
+            "{text}"
+        );
+        metrics.apply_config(&config(""), Some(&first));
+        let text = String::from_utf8(metrics.encode().1).unwrap();
+        assert!(!text.contains("tier=") && text.contains("site=\"ams\""), "{text}");
     }
 }

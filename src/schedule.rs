@@ -208,6 +208,7 @@ mod tests {
             interval: Duration::from_secs(interval),
             timeout: Duration::from_secs(60),
             steps: StepTimeouts::default(),
+            labels: Default::default(),
         }
     }
 

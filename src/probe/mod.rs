@@ -41,6 +41,9 @@ pub struct Spec {
     pub timeout: Duration,
     pub steps: StepTimeouts,
     pub kind: Kind,
+    /// Labels the user attached (the target's, overridden by the probe's), exported only on
+    /// `veeam_em_probe_info`.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// A kind of probe: its configuration section, its phases and what a run does.
