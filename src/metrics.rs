@@ -85,6 +85,8 @@ metrics! {
     task_polls: IntCounterVec = ("veeam_em_task_polls_total", "Task status polls made while waiting for EM tasks.", &["target", "operation"]),
     restore_progress: GaugeVec = ("veeam_em_restore_session_progress_ratio", "Progress (0-1) of the catalog restore session a probe is following, updated live.", TP),
     restore_sessions: IntCounterVec = ("veeam_em_restore_sessions_total", "Catalog restore sessions followed to the end, by EM's result.", &["target", "probe", "result"]),
+    content_age: GaugeVec = ("veeam_em_restored_content_age_seconds", cached("Age of the timestamp in the restored canary file (content_timestamp) when the probe read it."), TP),
+    content_max_age: GaugeVec = ("veeam_em_restored_content_max_age_seconds", "Configured content_timestamp.max_age of the probe.", TP),
     point_creation: GaugeVec = ("veeam_em_restore_point_creation_timestamp_seconds", cached("Unix time the newest restore point the probe found was created."), TP),
     orphaned_mounts: IntGaugeVec = ("veeam_em_orphaned_mounts", "Mounts left behind by earlier runs: retrying = cleanup will be retried, unresolved = the owning logon session expired and an operator must remove it.", &["target", "state"]),
     orphans_cleaned: IntCounterVec = ("veeam_em_orphaned_mounts_cleaned_total", "Mounts left behind by earlier runs that were found and deleted.", T),
@@ -293,6 +295,14 @@ impl Metrics {
                 for phase in p.kind.phases() {
                     self.phase_duration.with_label_values(&[target, probe, phase.as_str()]);
                 }
+                if let Kind::Download(d) = &p.kind
+                    && let Some(ct) = &d.content_timestamp
+                {
+                    self.content_max_age.with_label_values(&[target, probe]).set(ct.max_age.as_secs_f64());
+                } else {
+                    let _ = self.content_max_age.remove_label_values(&[target, probe]);
+                    let _ = self.content_age.remove_label_values(&[target, probe]);
+                }
             }
         }
     }
@@ -351,6 +361,8 @@ impl Metrics {
                 }
                 let _ = self.restore_progress.remove_label_values(&[target, probe]);
                 let _ = self.point_creation.remove_label_values(&[target, probe]);
+                let _ = self.content_age.remove_label_values(&[target, probe]);
+                let _ = self.content_max_age.remove_label_values(&[target, probe]);
                 for phase in p.kind.phases() {
                     let _ = self.phase_duration.remove_label_values(&[target, probe, phase.as_str()]);
                     let _ = self.phase_last_duration.remove_label_values(&[target, probe, phase.as_str()]);
@@ -422,6 +434,10 @@ impl RunObserver for ProbeObserver {
 
     fn restore_session(&self, result: RestoreResult) {
         self.metrics.restore_sessions.with_label_values(&[&self.target, &self.probe, result.as_str()]).inc();
+    }
+
+    fn content_age(&self, age: Duration) {
+        self.metrics.content_age.with_label_values(&[&self.target, &self.probe]).set(age.as_secs_f64());
     }
 }
 

@@ -46,7 +46,11 @@ fn metadata(text: &str) -> Vec<&str> {
 #[tokio::test(flavor = "multi_thread")]
 async fn healthy_runs_of_every_probe_kind_then_clean_shutdown() {
     let sim = start_sim().await;
-    let probes = format!("{}{}{}", mount("1s"), download("1s", &good_sha(), ""), catalog("1s"));
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    assert!(sim.set_guest_file("canary-win01", "C:/canary/stamp.txt", &now));
+    let fresh = "      - { name: fresh, kind: file_restore, mode: download, vm: canary-win01, path: C:/canary/stamp.txt, \
+                 interval: 1s, content_timestamp: { format: rfc3339, max_age: 26h } }\n";
+    let probes = format!("{}{}{}{fresh}", mount("1s"), download("1s", &good_sha(), ""), catalog("1s"));
     let setup = Setup::new(&sim.api_url, &probes);
     let mut exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
 
@@ -61,7 +65,9 @@ async fn healthy_runs_of_every_probe_kind_then_clean_shutdown() {
     }
     assert_eq!(value(&first, "veeam_em_orphaned_mounts", &[("state", "unresolved")]), Some(0.0));
 
-    for (probe, kind) in [("mount", "mount"), ("file", "file_restore"), ("catalog", "file_restore")] {
+    for (probe, kind) in
+        [("mount", "mount"), ("file", "file_restore"), ("catalog", "file_restore"), ("fresh", "file_restore")]
+    {
         exporter.wait_metric("veeam_em_probe_success", &[("probe", probe), ("kind", kind)], |v| v == 1.0).await;
     }
     exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", "mount")], |v| v >= 2.0).await;

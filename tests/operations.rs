@@ -59,7 +59,9 @@ async fn reloads_and_a_restart_do_not_run_an_hourly_probe_again_and_a_changed_pr
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
     both_planned_beyond(&exporter, 3000.0).await;
     let page = reqwest::get(exporter.url("/")).await.unwrap().text().await.unwrap();
-    assert!(page.contains("Next run: in 59m") || page.contains("Next run: in 58m"), "the landing page shows it");
+    // About an hour (±10 % jitter, at most 30 s) after the last run, minus the test's own time.
+    let planned = ["Next run: in 1h", "Next run: in 59m", "Next run: in 58m"];
+    assert!(planned.iter().any(|p| page.contains(p)), "the landing page shows the next run");
 
     setup.write_config(&sim.api_url, &probes(false));
     reload(&exporter).await;
@@ -412,5 +414,47 @@ async fn a_probe_runs_on_request_once_at_a_time_and_only_with_the_lifecycle_flag
     assert_eq!(mounts_created(&sim), mounts_before, "nothing ran");
     let page = reqwest::get(without.url("/")).await.unwrap().text().await.unwrap();
     assert!(!page.contains("Run now"), "no button without the lifecycle API");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restored_canary_timestamp_proves_the_data_is_fresh() {
+    let sim = start_sim().await;
+    let written = |hours: u64| {
+        let at = SystemTime::now() - Duration::from_secs(hours * 3600);
+        humantime::format_rfc3339_seconds(at).to_string()
+    };
+    assert!(sim.set_guest_file("canary-win01", "C:/canary/stamp.txt", &format!("{}\r\n", written(2))));
+    let probe = "      - { name: fresh, kind: file_restore, mode: download, vm: canary-win01, path: C:/canary/stamp.txt, \
+                 interval: 2s, content_timestamp: { format: rfc3339, max_age: 26h } }\n";
+    let setup = Setup::new(&sim.api_url, probe);
+    let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    exporter.wait_metric("veeam_em_probe_success", &[("probe", "fresh")], |v| v == 1.0).await;
+    let age = exporter.wait_metric("veeam_em_restored_content_age_seconds", &[("probe", "fresh")], |v| v > 0.0).await;
+    assert!((7000.0..7400.0).contains(&age), "about two hours: {age}");
+    let m = exporter.metrics().await;
+    assert_eq!(value(&m, "veeam_em_restored_content_max_age_seconds", &[("probe", "fresh")]), Some(26.0 * 3600.0));
+
+    // The VM's task stopped writing (or the backup captured old data): 30 h old.
+    sim.set_guest_file("canary-win01", "C:/canary/stamp.txt", &written(30));
+    exporter
+        .wait_metric("veeam_em_probe_failures_total", &[("probe", "fresh"), ("reason", "stale_content")], |v| v >= 1.0)
+        .await;
+    let age = value(&exporter.metrics().await, "veeam_em_restored_content_age_seconds", &[("probe", "fresh")]).unwrap();
+    assert!(age > 29.0 * 3600.0, "{age}");
+    let page = reqwest::get(exporter.url("/")).await.unwrap().text().await.unwrap();
+    assert!(page.contains("more than max_age 1d2h"), "the landing page says why");
+
+    // Unix seconds work too; garbage is a verification failure, not a panic.
+    let unix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() - 60;
+    sim.set_guest_file("canary-win01", "C:/canary/stamp.txt", &unix.to_string());
+    let probe = probe.replace("rfc3339", "unix");
+    setup.write_config(&sim.api_url, &probe);
+    reload(&exporter).await;
+    exporter.wait_metric("veeam_em_restored_content_age_seconds", &[("probe", "fresh")], |v| v < 600.0).await;
+    sim.set_guest_file("canary-win01", "C:/canary/stamp.txt", "not a time");
+    exporter
+        .wait_metric("veeam_em_probe_failures_total", &[("probe", "fresh"), ("reason", "verify_failed")], |v| v >= 1.0)
+        .await;
     sim.shutdown().await;
 }

@@ -76,7 +76,8 @@ async fn a_session_that_still_owns_a_mount_is_not_logged_off_and_the_next_start_
 }
 
 /// Expires every session right after a run of `probe` ended (as if EM restarted between two
-/// runs); the next runs must succeed without a failure.
+/// runs); the next runs must succeed without a failure. The 4 s interval leaves the test more
+/// than 3 s to expire the sessions before the next run starts, even on a loaded machine.
 async fn next_run_after_em_forgot_the_session(probe: &str, yaml: &str) {
     let sim = start_sim().await;
     // A keep-alive far away: only the run itself can notice the dead session.
@@ -98,13 +99,13 @@ async fn next_run_after_em_forgot_the_session(probe: &str, yaml: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn after_em_forgets_every_session_the_next_mount_run_logs_on_again_and_succeeds() {
-    let yaml = "      - { name: mount, kind: mount, vm: canary-win01, interval: 2s }\n";
+    let yaml = "      - { name: mount, kind: mount, vm: canary-win01, interval: 4s }\n";
     next_run_after_em_forgot_the_session("mount", yaml).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn after_em_forgets_every_session_the_next_catalog_run_logs_on_again_and_succeeds() {
-    let yaml = "      - { name: catalog, kind: file_restore, mode: catalog, vm: canary-win01, path: C:/canary/canary.txt, interval: 2s }\n";
+    let yaml = "      - { name: catalog, kind: file_restore, mode: catalog, vm: canary-win01, path: C:/canary/canary.txt, interval: 4s }\n";
     next_run_after_em_forgot_the_session("catalog", yaml).await;
 }
 

@@ -1,6 +1,8 @@
 //! `kind: file_restore`, `mode: download`: mount, restore one file for direct download, fetch
 //! and verify it, unmount. Touches nothing in the VM.
 
+use std::time::SystemTime;
+
 use sha2::{Digest, Sha256};
 
 use super::{Failure, Operation, Phase, ProbeError, ProbeKind, Run, mount, with_cleanup};
@@ -18,6 +20,56 @@ pub struct DownloadProbe {
     pub expected_size: Option<u64>,
     /// Lower-case hex.
     pub expected_sha256: Option<String>,
+    /// The file holds a timestamp a task in the VM writes; the restored one must be recent.
+    pub content_timestamp: Option<ContentTimestamp>,
+}
+
+/// `content_timestamp: { format: rfc3339 | unix, max_age: 26h }`: proves the restored data is
+/// fresh, not only restorable. A backup that "succeeds" but captured old data (a stuck
+/// snapshot, a backup copy that stopped) restores an old timestamp.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContentTimestamp {
+    pub format: TimestampFormat,
+    pub max_age: std::time::Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimestampFormat {
+    /// `2026-11-25T17:00:00Z` (fractional seconds and offsets allowed).
+    Rfc3339,
+    /// Seconds since 1970, integer or decimal.
+    Unix,
+}
+
+impl ContentTimestamp {
+    fn decode(f: &mut Fields) -> Option<ContentTimestamp> {
+        let mut inner = f.nested("content_timestamp")?;
+        let format = inner.required("format");
+        let max_age = inner.required::<crate::duration::Prom>("max_age").map(|d| d.0);
+        if max_age.is_some_and(|d| d.is_zero()) {
+            inner.error("max_age", "must be greater than 0");
+        }
+        let clean = inner.finish(None);
+        clean.then_some(ContentTimestamp { format: format?, max_age: max_age? })
+    }
+
+    /// When the restored file says it was written.
+    fn written_at(&self, bytes: &[u8]) -> Result<SystemTime, String> {
+        let text = std::str::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_owned())?;
+        let text = text.trim_start_matches('\u{feff}').trim();
+        match self.format {
+            TimestampFormat::Rfc3339 => humantime::parse_rfc3339_weak(text)
+                .or_else(|_| em::parse_time(text).ok_or(()))
+                .map_err(|_| format!("{text:?} is not an RFC 3339 timestamp")),
+            TimestampFormat::Unix => text
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map(|s| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs_f64(s))
+                .ok_or_else(|| format!("{text:?} is not a Unix timestamp")),
+        }
+    }
 }
 
 impl ProbeKind for DownloadProbe {
@@ -34,11 +86,20 @@ impl ProbeKind for DownloadProbe {
         {
             f.error("expected_sha256", "must be 64 hex digits");
         }
+        let expected_size = f.optional("expected_size");
+        let content_timestamp = ContentTimestamp::decode(f);
+        if content_timestamp.is_some() && (sha.is_some() || expected_size.is_some()) {
+            f.error(
+                "content_timestamp",
+                "the file changes with every write: use it without expected_size/expected_sha256",
+            );
+        }
         Some(DownloadProbe {
             path,
             os_kind: f.optional("os_kind"),
-            expected_size: f.optional("expected_size"),
+            expected_size,
             expected_sha256: sha,
+            content_timestamp,
         })
     }
 
@@ -92,6 +153,15 @@ impl DownloadProbe {
             let actual = hex::encode(Sha256::digest(&bytes));
             if &actual != expected {
                 return Err(ProbeError::Verify(format!("SHA-256 is {actual}, expected {expected}")));
+            }
+        }
+        if let Some(ct) = &self.content_timestamp {
+            let written = ct.written_at(&bytes).map_err(ProbeError::Verify)?;
+            // A clock a little ahead in the VM reads as "just written".
+            let age = SystemTime::now().duration_since(written).unwrap_or_default();
+            run.observer.content_age(age);
+            if age > ct.max_age {
+                return Err(ProbeError::StaleContent { age, max_age: ct.max_age });
             }
         }
         Ok(())

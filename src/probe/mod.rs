@@ -150,6 +150,8 @@ pub trait RunObserver: Send + Sync {
     /// Progress (0 to 1) of a restore session being followed.
     fn restore_progress(&self, ratio: f64);
     fn restore_session(&self, result: RestoreResult);
+    /// How old the timestamp in a restored canary file was.
+    fn content_age(&self, age: Duration);
 }
 
 /// The EM task operations probes start (EM's own names).
@@ -235,6 +237,8 @@ pub enum ProbeError {
     EmptyMount,
     #[error("verify: {0}")]
     Verify(String),
+    #[error("verify: the restored file was written {} ago, more than max_age {}", crate::duration::format(*age), crate::duration::format(*max_age))]
+    StaleContent { age: Duration, max_age: Duration },
     #[error("restore_session: restore ended with result {0}")]
     RestoreFailed(String),
     #[error("unmount: {0}")]
@@ -253,6 +257,7 @@ impl ProbeError {
             "no_restore_point",
             "empty_mount",
             "verify_failed",
+            "stale_content",
             "restore_failed",
             "unmount_failed",
             "cancelled",
@@ -268,6 +273,7 @@ impl ProbeError {
             ProbeError::NoRestorePoint { .. } => "no_restore_point",
             ProbeError::EmptyMount => "empty_mount",
             ProbeError::Verify(_) => "verify_failed",
+            ProbeError::StaleContent { .. } => "stale_content",
             ProbeError::RestoreFailed(_) => "restore_failed",
             ProbeError::Unmount(_) => "unmount_failed",
             ProbeError::Cancelled(_) => "cancelled",
@@ -364,6 +370,7 @@ mod tests {
             ProbeError::NoRestorePoint { kind: "backup", vm: String::new() },
             ProbeError::EmptyMount,
             ProbeError::Verify(String::new()),
+            ProbeError::StaleContent { age: Duration::ZERO, max_age: Duration::ZERO },
             ProbeError::RestoreFailed(String::new()),
             ProbeError::Unmount(String::new()),
             ProbeError::Cancelled(Phase::Browse),

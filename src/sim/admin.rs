@@ -20,6 +20,7 @@ pub(super) fn routes() -> Router<Sim> {
         .route("/sim/state", get(admin_state))
         .route("/sim/mounts/release", post(admin_release))
         .route("/sim/timings", get(admin_timings).put(admin_set_timings))
+        .route("/sim/files", axum::routing::put(admin_set_file))
 }
 
 async fn admin_requests(State(sim): State<Sim>) -> Json<Vec<LoggedRequest>> {
@@ -75,6 +76,22 @@ async fn admin_set_timings(State(sim): State<Sim>, body: Bytes) -> Response {
             StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => (StatusCode::BAD_REQUEST, format!("invalid timings: {e}\n")).into_response(),
+    }
+}
+
+/// `PUT /sim/files`: `{"vm": …, "path": …, "content": …}` sets a guest file in the VM's points.
+async fn admin_set_file(State(sim): State<Sim>, body: Bytes) -> Response {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct SetFile {
+        vm: String,
+        path: String,
+        content: String,
+    }
+    match serde_json::from_slice::<SetFile>(&body) {
+        Ok(f) if sim.world().inventory.set_file(&f.vm, &f.path, &f.content) => StatusCode::NO_CONTENT.into_response(),
+        Ok(f) => (StatusCode::NOT_FOUND, format!("no VM {:?}\n", f.vm)).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, format!("invalid file: {e}\n")).into_response(),
     }
 }
 

@@ -131,6 +131,16 @@ impl Inventory {
         self.vms.iter().find(|v| v.name.eq_ignore_ascii_case(name))
     }
 
+    /// Writes a guest file (creating it), as a scheduled task inside the VM would before the
+    /// next backup. Returns false for an unknown VM.
+    pub(crate) fn set_file(&mut self, vm: &str, path: &str, content: &str) -> bool {
+        let Some(spec) = self.vms.iter_mut().find(|v| v.name.eq_ignore_ascii_case(vm)) else { return false };
+        let key = path_key(path);
+        spec.files.retain(|p, _| path_key(p) != key);
+        spec.files.insert(path.to_owned(), content.to_owned());
+        true
+    }
+
     pub(crate) fn point(&self, kind: PointKind, id: &str) -> Option<&Point> {
         self.points.iter().find(|p| p.kind == kind && p.id == id)
     }

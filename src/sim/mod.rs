@@ -12,7 +12,8 @@
 //!
 //! Admin endpoints (JSON): `GET /sim/requests` (request log), `DELETE /sim/requests`,
 //! `GET|POST|DELETE /sim/faults`, `POST /sim/sessions/expire`, `GET /sim/state`,
-//! `POST /sim/mounts/release` (an operator stopping unreachable mounts), `GET|PUT /sim/timings`.
+//! `POST /sim/mounts/release` (an operator stopping unreachable mounts), `GET|PUT /sim/timings`,
+//! `PUT /sim/files` (`{"vm", "path", "content"}`: a guest file's content in the VM's points).
 //!
 //! # Example
 //!
@@ -132,6 +133,11 @@ impl SimServer {
     /// Stops unreachable mounts, as `POST /sim/mounts/release` would.
     pub fn release_orphans(&self) -> usize {
         self.sim.world().release_orphans()
+    }
+
+    /// Sets a guest file's content in every restore point of the VM, as `PUT /sim/files` would.
+    pub fn set_guest_file(&self, vm: &str, path: &str, content: &str) -> bool {
+        self.sim.world().inventory.set_file(vm, path, content)
     }
 
     /// The request log, as `GET /sim/requests` would return it.
