@@ -226,10 +226,6 @@ impl Client {
         Ok(Client { inner: Arc::new(Inner { http, base, config, observer }) })
     }
 
-    pub fn base_url(&self) -> &Url {
-        &self.inner.base
-    }
-
     /// The response format this client asks for.
     pub(super) fn format(&self) -> Format {
         self.inner.config.format

@@ -87,9 +87,6 @@ impl Session {
         &self.token
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
 
     async fn get(&self, url: Url, endpoint: Endpoint) -> Result<Doc> {
         let (_, body) = self.client.send(Method::GET, url, endpoint, Some(&self.token), None).await?;
