@@ -25,6 +25,10 @@ use crate::metrics::{ApiObserver, Metrics};
 use crate::probe::InFlight;
 use crate::secret::Secret;
 
+/// How long the record of a mount request whose answer was lost is kept looking for the mount
+/// that request may still create (longer than any sane mount step timeout).
+const LOST_MOUNT_GRACE: Duration = Duration::from_secs(30 * 60);
+
 /// First wait after a refused logon; it doubles per refusal up to [`BACKOFF_MAX`].
 const BACKOFF_FIRST: Duration = Duration::from_secs(30);
 const BACKOFF_MAX: Duration = Duration::from_secs(30 * 60);
@@ -153,15 +157,19 @@ impl TargetRuntime {
     }
 
     /// Drops `session` if it is still the current one, because EM no longer knows it (401).
+    ///
+    /// A 401 usually means the session is gone, but a proxy or a glitch can answer 401 too: the
+    /// session is logged off as well (a dead one just answers 401 again), unless it still owns a
+    /// recorded mount, so that a spurious 401 does not leave a live session behind.
     pub async fn invalidate(&self, session: &Session) {
         let mut current = self.state.session.lock().await;
         if current.as_ref().is_some_and(|c| c.session.id() == session.id()) {
             *current = None;
         }
-        if !self.ledger.records(self.name()).iter().any(|r| r.session_id.expose() == session.id())
-            && let Err(e) = self.ledger.remove_session(session.id())
-        {
-            tracing::warn!(target_name = self.name(), err = %e, "cannot remove session record");
+        drop(current);
+        let owns_mounts = self.ledger.records(self.name()).iter().any(|r| r.session_id.expose() == session.id());
+        if !owns_mounts && self.in_flight().is_idle() {
+            self.log_off(session).await;
         }
     }
 
@@ -413,7 +421,17 @@ impl TargetRuntime {
                 Err(e) => return Cleanup::Retry(e.to_string()),
             }
         }
-        if task_running { Cleanup::Retry("its mount task is still running".into()) } else { Cleanup::Cleaned }
+        if task_running {
+            return Cleanup::Retry("its mount task is still running".into());
+        }
+        // The answer to the mount request was lost, so its task is unknown: the mount it may
+        // have started can still appear. Keep looking for a while before trusting "none".
+        let unknown_task = r.task_href.is_none();
+        let young = r.created_at.elapsed().is_ok_and(|age| age < LOST_MOUNT_GRACE);
+        if unknown_task && mounts.is_empty() && young {
+            return Cleanup::Retry("the answer to its mount request was lost; a mount may still appear".into());
+        }
+        Cleanup::Cleaned
     }
 
     /// An unreachable mount may still exist on the backup server. While EM still lists a

@@ -87,7 +87,6 @@ impl Session {
         &self.token
     }
 
-
     async fn get(&self, url: Url, endpoint: Endpoint) -> Result<Doc> {
         let (_, body) = self.client.send(Method::GET, url, endpoint, Some(&self.token), None).await?;
         parse(&body)
