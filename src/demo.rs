@@ -1,6 +1,6 @@
 //! `--demo`: the simulated EM in-process and a configuration that probes it.
 
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,6 +20,15 @@ pub async fn start(storage: &Path) -> Result<(crate::sim::SimServer, PathBuf), S
     };
     let sim = crate::sim::start(crate::sim::SimConfig { timings, ..crate::sim::SimConfig::default() }).await?;
     tracing::info!(url = %sim.api_url, "demo: simulated Enterprise Manager started");
+    // The state directory holds session tokens: when the demo creates it, it is private, as
+    // the ledger would make it (an existing one is left as it is and checked by the ledger).
+    if !storage.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(storage)
+            .map_err(|e| format!("cannot create {}: {e}", storage.display()))?;
+    }
     let dir = storage.join("demo");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     // The simulator's built-in account (see sim::DEFAULT_INVENTORY).
@@ -44,6 +53,17 @@ fn write(path: &Path, body: &str, mode: u32) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_demo_creates_a_private_state_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let storage = dir.path().join("data");
+        let (sim, config) = start(&storage).await.unwrap();
+        assert_eq!(std::fs::metadata(&storage).unwrap().permissions().mode() & 0o777, 0o700);
+        assert!(crate::config::load(&config).is_ok());
+        sim.shutdown().await;
+    }
 
     #[test]
     fn the_filled_in_template_is_a_valid_configuration() {
