@@ -18,6 +18,13 @@ pub struct Polling {
     pub max: Duration,
 }
 
+impl Polling {
+    /// The pause after `delay`: ×1.5, capped at `max`.
+    fn next(&self, delay: Duration) -> Duration {
+        (delay * 3 / 2).min(self.max)
+    }
+}
+
 /// Everything a probe run needs, and what it has measured so far.
 pub struct Run<'a> {
     pub session: &'a Session,
@@ -206,7 +213,7 @@ impl<'a> Run<'a> {
             } else {
                 pause.await;
             }
-            delay = (delay * 3 / 2).min(self.polling.max);
+            delay = self.polling.next(delay);
             match fetch().await {
                 Ok(value) => current = Some(value),
                 Err(
@@ -439,7 +446,7 @@ impl<'a> Run<'a> {
             }
             tracing::warn!(target_name = self.target, probe = %self.spec.name, attempt, err = %problem, "unmount attempt failed; retrying");
             tokio::time::sleep(delay).await;
-            delay = (delay * 3 / 2).min(self.polling.max);
+            delay = self.polling.next(delay);
         }
     }
 }
