@@ -14,6 +14,7 @@ use axum_server::tls_rustls::RustlsConfig;
 
 use crate::config::{self, Config};
 use crate::duration;
+use crate::exposition;
 use crate::history::History;
 use crate::ledger::Ledger;
 use crate::logging::{self, LogFormat};
@@ -237,8 +238,10 @@ impl Exporter {
 
         let metrics = Arc::new(Metrics::new());
         metrics.apply_config(&config, None);
-        metrics.reload_success.set(1);
-        metrics.reload_timestamp.set(unix_seconds(std::time::SystemTime::now()));
+        metrics.write().reload_success.set(1);
+        metrics.write().reload_timestamp.set(unix_seconds(std::time::SystemTime::now()));
+        metrics.exposition().refresh();
+        tokio::spawn(exposition::keep_fresh(metrics.clone()));
         let history = Arc::new(History::default());
         let shared = Arc::new(Shared::new(metrics.clone(), history.clone(), ledger));
         let (reload_tx, reloads) = mpsc::channel::<ReloadRequest>(4);
@@ -386,13 +389,13 @@ fn reload(path: &Path, state: &WebState, metrics: &Metrics) -> Result<Arc<Config
             let new = Arc::new(new);
             let old = std::mem::replace(&mut *state.config.write().unwrap_or_else(|p| p.into_inner()), new.clone());
             metrics.apply_config(&new, Some(&old));
-            metrics.reload_success.set(1);
-            metrics.reload_timestamp.set(unix_seconds(std::time::SystemTime::now()));
+            metrics.write().reload_success.set(1);
+            metrics.write().reload_timestamp.set(unix_seconds(std::time::SystemTime::now()));
             tracing::info!(file = %path.display(), "configuration reloaded");
             Ok(new)
         }
         Err(e) => {
-            metrics.reload_success.set(0);
+            metrics.write().reload_success.set(0);
             tracing::error!(file = %path.display(), err = %e.0.join("; "), "configuration reload failed; keeping the previous configuration");
             Err(e.to_string())
         }

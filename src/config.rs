@@ -45,7 +45,34 @@ pub struct Target {
     /// Task polling starts at `poll_initial` and backs off to `poll_max`.
     pub poll_initial: Duration,
     pub poll_max: Duration,
+    /// `restore_watch:`: count every restore session on EM (opt-in).
+    pub restore_watch: Option<RestoreWatch>,
     pub probes: Vec<Spec>,
+}
+
+/// `restore_watch: { interval: 5m, running_max_age: 6h }`: the passive restore watch of a
+/// target (see `crate::watch`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RestoreWatch {
+    /// How often EM's restore sessions are read.
+    pub interval: Duration,
+    /// A restore running longer is worth an alert (exported for the alert to compare).
+    pub running_max_age: Duration,
+}
+
+const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(300);
+const DEFAULT_RUNNING_MAX_AGE: Duration = Duration::from_secs(6 * 3600);
+
+impl RestoreWatch {
+    fn decode(f: &mut Fields) -> Option<RestoreWatch> {
+        let mut inner = f.nested("restore_watch")?;
+        let interval = positive_duration(&mut inner, "interval", DEFAULT_WATCH_INTERVAL);
+        if interval < Duration::from_secs(1) {
+            inner.error("interval", "must be at least 1s: each read pages through EM's restore sessions");
+        }
+        let running_max_age = positive_duration(&mut inner, "running_max_age", DEFAULT_RUNNING_MAX_AGE);
+        inner.finish(None).then_some(RestoreWatch { interval, running_max_age })
+    }
 }
 
 /// Where a target's password comes from. Never a literal in the config or on the command line.
@@ -178,7 +205,7 @@ pub const RESERVED_LABELS: &[&str] = &[
     "rustversion",
 ];
 
-/// `labels:`: user-chosen labels (e.g. `site`, `tier`) for `veeam_em_probe_info`.
+/// `labels:`: user-chosen labels (e.g. `site`, `tier`) for `veeam_restore_probe_info`.
 fn decode_labels(f: &mut Fields) -> BTreeMap<String, String> {
     let labels: BTreeMap<String, String> = f.or("labels", BTreeMap::new());
     for (name, value) in &labels {
@@ -303,6 +330,7 @@ fn decode_target(value: Value, at: &str, base_dir: &Path, errors: &mut Vec<Strin
     if poll_initial > poll_max {
         f.error("poll_initial", "must not exceed poll_max");
     }
+    let restore_watch = RestoreWatch::decode(&mut f);
     let target_labels = decode_labels(&mut f);
     let raw_probes: Vec<Value> = f.or("probes", Vec::new());
     if raw_probes.is_empty() {
@@ -335,6 +363,7 @@ fn decode_target(value: Value, at: &str, base_dir: &Path, errors: &mut Vec<Strin
         keepalive_interval,
         poll_initial,
         poll_max,
+        restore_watch,
         probes,
     })
 }

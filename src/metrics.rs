@@ -10,20 +10,21 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
-};
+use prometheus::{Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::config::Config;
 use crate::em::{self, Endpoint, RequestObserver};
+use crate::exposition::Exposition;
 use crate::probe::{Kind, Operation, Phase, ProbeError, RestoreResult, RunObserver, TaskOutcome};
+use crate::watch;
 
 const CACHED: &str = "Cached from the latest scheduled run; scrapes never trigger a probe.";
 
-/// Phase durations: from seconds to an hour. Treat as API: changing buckets breaks queries.
-pub const PHASE_BUCKETS: &[f64] = &[0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0];
-const API_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Run durations, seconds to an hour, in few buckets: every bucket is a series per probe (see
+/// docs/benchmarks.md for the series budget). Treat as API: changing buckets breaks queries.
+pub const RUN_BUCKETS: &[f64] = &[30.0, 300.0, 1800.0];
+/// EM request durations, per endpoint family rather than per endpoint for the same reason.
+const API_BUCKETS: &[f64] = &[0.25, 1.0, 5.0];
 
 pub const ORPHAN_STATES: &[&str] = &["retrying", "unresolved"];
 
@@ -32,25 +33,19 @@ fn follows_restore_sessions(kind: &Kind) -> bool {
     kind.phases().contains(&Phase::RestoreSession)
 }
 
-/// Declares every metric once: the `Metrics` field, its type, name, help, labels (and buckets).
+/// Declares every metric once: the [`Series`] field, its type, name, help, labels (and buckets).
 macro_rules! metrics {
     ($($field:ident: $ty:ty = ($name:literal, $help:expr, $labels:expr $(, $buckets:expr)?),)+) => {
-        pub struct Metrics {
-            registry: Registry,
+        /// The exporter's own series. Reached for writing only through [`Metrics::write`], which
+        /// marks the exposition for re-encoding: no write can be missed by the scrape cache.
+        pub struct Series {
             $(pub $field: $ty,)+
-            /// `(target, endpoint, code)` of every request counter created, for removal on reload.
-            api_seen: Mutex<HashSet<(String, String, String)>>,
-            /// `veeam_em_probe_info`, whose label names the configuration chooses.
-            pub probe_info: ProbeInfo,
         }
 
-        impl Metrics {
-            fn define(registry: &Registry) -> Metrics {
-                Metrics {
-                    registry: registry.clone(),
+        impl Series {
+            fn define(registry: &Registry) -> Series {
+                Series {
                     $($field: register(registry, <$ty>::define($name, &$help, $labels, &[$($buckets)?][..])),)+
-                    api_seen: Mutex::default(),
-                    probe_info: ProbeInfo::new(),
                 }
             }
         }
@@ -65,37 +60,40 @@ fn cached(help: &str) -> String {
 const T: &[&str] = &["target"];
 const TP: &[&str] = &["target", "probe"];
 const TPK: &[&str] = &["target", "probe", "kind"];
-const TPP: &[&str] = &["target", "probe", "phase"];
+const TPKP: &[&str] = &["target", "probe", "kind", "phase"];
 
 metrics! {
-    em_up: IntGaugeVec = ("veeam_em_up", "1 if the last check of the Enterprise Manager (logon or keep-alive) succeeded, 0 if not.", T),
-    probe_success: IntGaugeVec = ("veeam_em_probe_success", cached("1 if the probe's last completed run succeeded, 0 if it failed."), TPK),
-    probe_duration: GaugeVec = ("veeam_em_probe_duration_seconds", cached("Duration of the probe's last completed run, cleanup included."), TPK),
-    phase_duration: HistogramVec = ("veeam_em_probe_phase_duration_seconds", "Duration of each probe phase, per run.", TPP, PHASE_BUCKETS),
-    phase_last_duration: GaugeVec = ("veeam_em_probe_phase_last_duration_seconds", cached("Duration of each phase in the probe's last run that reached it."), TPP),
-    probe_interval: GaugeVec = ("veeam_em_probe_interval_seconds", "Configured time between runs of the probe, for staleness alerts.", TPK),
-    probe_timeout: GaugeVec = ("veeam_em_probe_timeout_seconds", "Configured budget of one run's work steps (unmount comes on top).", TPK),
-    probe_runs: IntCounterVec = ("veeam_em_probe_runs_total", "Completed probe runs.", TPK),
-    probe_cancelled: IntCounterVec = ("veeam_em_probe_runs_cancelled_total", "Probe runs cut short by shutdown (cleanup done); neither successes nor failures.", TPK),
-    probe_failures: IntCounterVec = ("veeam_em_probe_failures_total", "Failed probe runs, by the reason of the first failure.", &["target", "probe", "kind", "reason"]),
-    last_run: GaugeVec = ("veeam_em_probe_last_run_timestamp_seconds", "Unix time the probe's last run completed.", TPK),
-    last_success: GaugeVec = ("veeam_em_probe_last_success_timestamp_seconds", "Unix time the probe's last successful run completed.", TPK),
-    next_run: GaugeVec = ("veeam_em_probe_next_run_timestamp_seconds", "Unix time the probe is scheduled to run next (kept across restarts and reloads).", TPK),
-    tasks: IntCounterVec = ("veeam_em_tasks_total", "EM tasks started by probes, by operation and outcome.", &["target", "operation", "result"]),
-    task_polls: IntCounterVec = ("veeam_em_task_polls_total", "Task status polls made while waiting for EM tasks.", &["target", "operation"]),
-    restore_progress: GaugeVec = ("veeam_em_restore_session_progress_ratio", "Progress (0-1) of the catalog restore session a probe is following, updated live.", TP),
-    restore_sessions: IntCounterVec = ("veeam_em_restore_sessions_total", "Catalog restore sessions followed to the end, by EM's result.", &["target", "probe", "result"]),
-    content_age: GaugeVec = ("veeam_em_restored_content_age_seconds", cached("Age of the timestamp in the restored canary file (content_timestamp) when the probe read it."), TP),
-    content_max_age: GaugeVec = ("veeam_em_restored_content_max_age_seconds", "Configured content_timestamp.max_age of the probe.", TP),
-    point_creation: GaugeVec = ("veeam_em_restore_point_creation_timestamp_seconds", cached("Unix time the newest restore point the probe found was created."), TP),
-    orphaned_mounts: IntGaugeVec = ("veeam_em_orphaned_mounts", "Mounts left behind by earlier runs: retrying = cleanup will be retried, unresolved = the owning logon session expired and an operator must remove it.", &["target", "state"]),
-    orphans_cleaned: IntCounterVec = ("veeam_em_orphaned_mounts_cleaned_total", "Mounts left behind by earlier runs that were found and deleted.", T),
-    logons: IntCounterVec = ("veeam_em_logons_total", "Logon attempts.", T),
-    logon_failures: IntCounterVec = ("veeam_em_logon_failures_total", "Failed logon attempts, by reason.", &["target", "reason"]),
-    logon_backoff: GaugeVec = ("veeam_em_logon_backoff_seconds", "Wait imposed after the last refused logon before the next attempt (0 after a successful logon); protects the account from lockout.", T),
-    logoffs: IntCounterVec = ("veeam_em_logoffs_total", "Logon sessions logged off: at shutdown, and sessions an earlier process left open.", T),
-    api_requests: IntCounterVec = ("veeam_em_api_requests_total", "Requests to the EM REST API, by endpoint and HTTP status (\"error\" when none was received).", &["target", "endpoint", "code"]),
-    api_duration: HistogramVec = ("veeam_em_api_request_duration_seconds", "Duration of requests to the EM REST API.", &["target", "endpoint"], API_BUCKETS),
+    em_up: IntGaugeVec = ("veeam_restore_em_up", "1 if the last check of the Enterprise Manager (logon or keep-alive) succeeded, 0 if not.", T),
+    probe_success: IntGaugeVec = ("veeam_restore_probe_success", cached("1 if the probe's last completed run succeeded, 0 if it failed."), TPK),
+    probe_duration: HistogramVec = ("veeam_restore_probe_duration_seconds", "Duration of completed probe runs, cleanup included.", TPK, RUN_BUCKETS),
+    probe_last_duration: GaugeVec = ("veeam_restore_probe_last_duration_seconds", cached("Duration of the probe's last completed run, cleanup included."), TPK),
+    phase_last_duration: GaugeVec = ("veeam_restore_probe_phase_last_duration_seconds", cached("Duration of each phase in the probe's last run that reached it."), TPKP),
+    probe_interval: GaugeVec = ("veeam_restore_probe_interval_seconds", "Configured time between runs of the probe, for staleness alerts.", TPK),
+    probe_timeout: GaugeVec = ("veeam_restore_probe_timeout_seconds", "Configured budget of one run's work steps (unmount comes on top).", TPK),
+    probe_runs: IntCounterVec = ("veeam_restore_probe_runs_total", "Probe runs by result: success, failure, or cancelled (cut short by shutdown, cleanup done).", &["target", "probe", "kind", "result"]),
+    probe_failures: IntCounterVec = ("veeam_restore_probe_failures_total", "Failed probe runs by the reason of the first failure. A reason appears with its first failure; runs_total{result=\"failure\"} counts all of them from 0.", &["target", "probe", "kind", "reason"]),
+    last_run: GaugeVec = ("veeam_restore_probe_last_run_timestamp_seconds", "Unix time the probe's last run completed.", TPK),
+    last_success: GaugeVec = ("veeam_restore_probe_last_success_timestamp_seconds", "Unix time the probe's last successful run completed.", TPK),
+    next_run: GaugeVec = ("veeam_restore_probe_next_run_timestamp_seconds", "Unix time the probe is scheduled to run next (kept across restarts and reloads).", TPK),
+    tasks: IntCounterVec = ("veeam_restore_em_tasks_total", "EM tasks started by probes, by operation and outcome.", &["target", "operation", "result"]),
+    restore_progress: GaugeVec = ("veeam_restore_probe_restore_session_progress_ratio", "Progress (0-1) of the catalog restore session a probe is following, updated live.", TP),
+    restore_sessions: IntCounterVec = ("veeam_restore_probe_restore_sessions_total", "Catalog restore sessions followed to the end, by EM's result.", &["target", "probe", "result"]),
+    content_age: GaugeVec = ("veeam_restore_probe_content_age_seconds", cached("Age of the timestamp in the restored canary file (content_timestamp) when the probe read it."), TP),
+    content_max_age: GaugeVec = ("veeam_restore_probe_content_max_age_seconds", "Configured content_timestamp.max_age of the probe.", TP),
+    point_creation: GaugeVec = ("veeam_restore_point_creation_timestamp_seconds", cached("Unix time the newest restore point the probe found was created."), TP),
+    orphaned_mounts: IntGaugeVec = ("veeam_restore_orphaned_mounts", "Mounts left behind by earlier runs: retrying = cleanup will be retried, unresolved = the owning logon session expired and an operator must remove it.", &["target", "state"]),
+    orphans_cleaned: IntCounterVec = ("veeam_restore_orphaned_mounts_cleaned_total", "Mounts left behind by earlier runs that were found and deleted.", T),
+    logons: IntCounterVec = ("veeam_restore_em_logons_total", "Logon attempts.", T),
+    logon_failures: IntCounterVec = ("veeam_restore_em_logon_failures_total", "Failed logon attempts, by reason.", &["target", "reason"]),
+    logon_backoff: GaugeVec = ("veeam_restore_em_logon_backoff_seconds", "Wait imposed after the last refused logon before the next attempt (0 after a successful logon); protects the account from lockout.", T),
+    logoffs: IntCounterVec = ("veeam_restore_em_logoffs_total", "Logon sessions logged off: at shutdown, and sessions an earlier process left open.", T),
+    api_requests: IntCounterVec = ("veeam_restore_em_requests_total", "Requests to the EM REST API, by endpoint and HTTP status (\"error\" when none was received).", &["target", "endpoint", "code"]),
+    api_duration: HistogramVec = ("veeam_restore_em_request_duration_seconds", "Duration of requests to the EM REST API, by endpoint family (session, query, mount, restore, task).", &["target", "family"], API_BUCKETS),
+    watch_sessions: IntCounterVec = ("veeam_restore_watch_sessions_total", "Restore sessions anyone ran on EM that finished, by job type and result (restore_watch; the canary VMs' own sessions excluded). Kept across restarts.", &["target", "job_type", "result"]),
+    watch_running: IntGaugeVec = ("veeam_restore_watch_running_sessions", "Restore sessions running on EM now (restore_watch; the canary VMs' own excluded).", T),
+    watch_oldest_running: GaugeVec = ("veeam_restore_watch_oldest_running_seconds", "How long the oldest running restore session has been running (0 when none).", T),
+    watch_running_max_age: GaugeVec = ("veeam_restore_watch_running_max_age_seconds", "Configured restore_watch.running_max_age: a restore running longer is worth an alert.", T),
+    watch_last_success: GaugeVec = ("veeam_restore_watch_last_success_timestamp_seconds", "Unix time the restore watch last read EM's restore sessions.", T),
     reload_success: IntGauge = ("veeam_restore_exporter_config_last_reload_successful", "1 if the last configuration load succeeded, 0 if it failed (the previous configuration stays in force).", &[]),
     reload_timestamp: Gauge = ("veeam_restore_exporter_config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration load.", &[]),
 }
@@ -135,7 +133,7 @@ impl Define for Gauge {
     }
 }
 
-/// `veeam_em_probe_info`: 1 per probe, labelled with what it probes and the labels the user
+/// `veeam_restore_probe_info`: 1 per probe, labelled with what it probes and the labels the user
 /// chose (`site`, `tier`, …) for joins in queries and dashboards. Users choose the label names,
 /// so they differ between probes: the series are built from the configuration at each scrape
 /// rather than held in a vector with fixed label names.
@@ -148,7 +146,7 @@ pub struct ProbeInfo {
 /// One series' label pairs, sorted by name.
 type LabelSet = Vec<(String, String)>;
 
-const PROBE_INFO: &str = "veeam_em_probe_info";
+const PROBE_INFO: &str = "veeam_restore_probe_info";
 
 impl ProbeInfo {
     fn new() -> ProbeInfo {
@@ -223,11 +221,22 @@ fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registr
     metric
 }
 
+/// Every metric of the exporter, and the cached exposition `/metrics` serves.
+pub struct Metrics {
+    series: Series,
+    /// `veeam_restore_probe_info`, whose label names the configuration chooses.
+    probe_info: ProbeInfo,
+    /// `(target, endpoint, code)` of every request counter created, for removal on reload.
+    api_seen: Mutex<HashSet<(String, String, String)>>,
+    exposition: Exposition,
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new();
-        let metrics = Metrics::define(&registry);
-        registry.register(Box::new(metrics.probe_info.clone())).expect("metric names are unique");
+        let series = Series::define(&registry);
+        let probe_info = ProbeInfo::new();
+        registry.register(Box::new(probe_info.clone())).expect("metric names are unique");
         let build = register(
             &registry,
             IntGaugeVec::define(
@@ -244,93 +253,112 @@ impl Metrics {
                 env!("VRE_RUSTC_VERSION"),
             ])
             .set(1);
-        #[cfg(target_os = "linux")]
-        registry
-            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
-            .expect("process metrics register once");
-        metrics
+        Metrics { series, probe_info, api_seen: Mutex::default(), exposition: Exposition::new(registry) }
+    }
+
+    /// The series, for a change: marks the exposition for re-encoding.
+    pub fn write(&self) -> &Series {
+        self.exposition.mark_changed();
+        &self.series
+    }
+
+    /// The `/metrics` body; see [`Exposition`].
+    pub fn exposition(&self) -> &Exposition {
+        &self.exposition
+    }
+
+    /// The exposition as text, encoded now: for tests and tools, not for scrapes.
+    pub fn encode(&self) -> String {
+        self.exposition.refresh();
+        let mut out = self.exposition.snapshot().plain.to_vec();
+        out.extend(crate::exposition::process_metrics());
+        String::from_utf8(out).unwrap_or_default()
     }
 
     /// Creates every known series of `config` at its zero value and deletes the series of
-    /// targets and probes no longer configured (`previous`).
+    /// targets and probes no longer configured (`previous`). Series that only matter once
+    /// something happened (a failure reason, a task outcome, a status code) appear with it.
     pub fn apply_config(&self, config: &Config, previous: Option<&Config>) {
+        let m = self.write();
         if let Some(previous) = previous {
             self.remove_stale(config, previous);
         }
         self.probe_info.set(config);
         for t in &config.targets {
             let target = t.name.as_str();
-            self.em_up.with_label_values(&[target]);
-            self.logons.with_label_values(&[target]);
-            self.logoffs.with_label_values(&[target]);
-            self.logon_backoff.with_label_values(&[target]);
-            for reason in em::Error::REASONS {
-                self.logon_failures.with_label_values(&[target, reason]);
-            }
-            self.orphans_cleaned.with_label_values(&[target]);
-            for state in ORPHAN_STATES {
-                self.orphaned_mounts.with_label_values(&[target, state]);
-            }
-            for op in Operation::ALL {
-                self.task_polls.with_label_values(&[target, op.as_str()]);
-                for result in TaskOutcome::ALL {
-                    self.tasks.with_label_values(&[target, op.as_str(), result.as_str()]);
+            m.em_up.with_label_values(&[target]);
+            m.logons.with_label_values(&[target]);
+            m.logoffs.with_label_values(&[target]);
+            m.logon_backoff.with_label_values(&[target]);
+            m.orphans_cleaned.with_label_values(&[target]);
+            match &t.restore_watch {
+                Some(w) => {
+                    for job in watch::JOB_TYPES {
+                        for result in &watch::RESULTS[..3] {
+                            m.watch_sessions.with_label_values(&[target, job, result]);
+                        }
+                    }
+                    m.watch_running.with_label_values(&[target]);
+                    m.watch_oldest_running.with_label_values(&[target]);
+                    m.watch_running_max_age.with_label_values(&[target]).set(w.running_max_age.as_secs_f64());
                 }
+                None => self.remove_watch(target),
+            }
+            for state in ORPHAN_STATES {
+                m.orphaned_mounts.with_label_values(&[target, state]);
             }
             for p in &t.probes {
                 let (probe, kind) = (p.name.as_str(), p.kind.label());
-                self.probe_runs.with_label_values(&[target, probe, kind]);
-                self.probe_cancelled.with_label_values(&[target, probe, kind]);
-                self.probe_interval.with_label_values(&[target, probe, kind]).set(p.interval.as_secs_f64());
-                self.probe_timeout.with_label_values(&[target, probe, kind]).set(p.timeout.as_secs_f64());
-                for reason in ProbeError::reasons() {
-                    self.probe_failures.with_label_values(&[target, probe, kind, reason]);
+                // Cancellations are rare and no rate needs them from 0.
+                for result in [RUN_SUCCESS, RUN_FAILURE] {
+                    m.probe_runs.with_label_values(&[target, probe, kind, result]);
                 }
+                m.probe_duration.with_label_values(&[target, probe, kind]);
+                m.probe_interval.with_label_values(&[target, probe, kind]).set(p.interval.as_secs_f64());
+                m.probe_timeout.with_label_values(&[target, probe, kind]).set(p.timeout.as_secs_f64());
                 if follows_restore_sessions(&p.kind) {
                     for result in RestoreResult::ALL {
-                        self.restore_sessions.with_label_values(&[target, probe, result.as_str()]);
+                        m.restore_sessions.with_label_values(&[target, probe, result.as_str()]);
                     }
-                    self.restore_progress.with_label_values(&[target, probe]);
-                }
-                for phase in p.kind.phases() {
-                    self.phase_duration.with_label_values(&[target, probe, phase.as_str()]);
+                    m.restore_progress.with_label_values(&[target, probe]);
                 }
                 if let Kind::Download(d) = &p.kind
                     && let Some(ct) = &d.content_timestamp
                 {
-                    self.content_max_age.with_label_values(&[target, probe]).set(ct.max_age.as_secs_f64());
+                    m.content_max_age.with_label_values(&[target, probe]).set(ct.max_age.as_secs_f64());
                 } else {
-                    let _ = self.content_max_age.remove_label_values(&[target, probe]);
-                    let _ = self.content_age.remove_label_values(&[target, probe]);
+                    let _ = m.content_max_age.remove_label_values(&[target, probe]);
+                    let _ = m.content_age.remove_label_values(&[target, probe]);
                 }
             }
         }
     }
 
     fn remove_stale(&self, config: &Config, previous: &Config) {
+        let m = &self.series;
         for old in &previous.targets {
             let new = config.targets.iter().find(|t| t.name == old.name);
             let target = old.name.as_str();
             if new.is_none() {
-                let _ = self.em_up.remove_label_values(&[target]);
-                let _ = self.logons.remove_label_values(&[target]);
-                let _ = self.logoffs.remove_label_values(&[target]);
-                let _ = self.logon_backoff.remove_label_values(&[target]);
-                let _ = self.orphans_cleaned.remove_label_values(&[target]);
+                let _ = m.em_up.remove_label_values(&[target]);
+                let _ = m.logons.remove_label_values(&[target]);
+                let _ = m.logoffs.remove_label_values(&[target]);
+                let _ = m.logon_backoff.remove_label_values(&[target]);
+                let _ = m.orphans_cleaned.remove_label_values(&[target]);
+                self.remove_watch(target);
                 for reason in em::Error::REASONS {
-                    let _ = self.logon_failures.remove_label_values(&[target, reason]);
+                    let _ = m.logon_failures.remove_label_values(&[target, reason]);
                 }
                 for state in ORPHAN_STATES {
-                    let _ = self.orphaned_mounts.remove_label_values(&[target, state]);
+                    let _ = m.orphaned_mounts.remove_label_values(&[target, state]);
                 }
                 for op in Operation::ALL {
-                    let _ = self.task_polls.remove_label_values(&[target, op.as_str()]);
                     for result in TaskOutcome::ALL {
-                        let _ = self.tasks.remove_label_values(&[target, op.as_str(), result.as_str()]);
+                        let _ = m.tasks.remove_label_values(&[target, op.as_str(), result.as_str()]);
                     }
                 }
-                for endpoint in Endpoint::ALL {
-                    let _ = self.api_duration.remove_label_values(&[target, endpoint.as_str()]);
+                for family in Endpoint::FAMILIES {
+                    let _ = m.api_duration.remove_label_values(&[target, family]);
                 }
             }
             for p in &old.probes {
@@ -340,32 +368,32 @@ impl Metrics {
                     continue;
                 }
                 let (probe, kind) = (p.name.as_str(), p.kind.label());
-                let _ = self.probe_success.remove_label_values(&[target, probe, kind]);
+                let _ = m.probe_success.remove_label_values(&[target, probe, kind]);
+                let _ = m.probe_duration.remove_label_values(&[target, probe, kind]);
                 for vec in [
-                    &self.probe_duration,
-                    &self.last_run,
-                    &self.last_success,
-                    &self.next_run,
-                    &self.probe_interval,
-                    &self.probe_timeout,
+                    &m.probe_last_duration,
+                    &m.last_run,
+                    &m.last_success,
+                    &m.next_run,
+                    &m.probe_interval,
+                    &m.probe_timeout,
                 ] {
                     let _ = vec.remove_label_values(&[target, probe, kind]);
                 }
-                let _ = self.probe_runs.remove_label_values(&[target, probe, kind]);
-                let _ = self.probe_cancelled.remove_label_values(&[target, probe, kind]);
+                for result in RUN_RESULTS {
+                    let _ = m.probe_runs.remove_label_values(&[target, probe, kind, result]);
+                }
                 for reason in ProbeError::reasons() {
-                    let _ = self.probe_failures.remove_label_values(&[target, probe, kind, reason]);
+                    let _ = m.probe_failures.remove_label_values(&[target, probe, kind, reason]);
                 }
                 for result in RestoreResult::ALL {
-                    let _ = self.restore_sessions.remove_label_values(&[target, probe, result.as_str()]);
+                    let _ = m.restore_sessions.remove_label_values(&[target, probe, result.as_str()]);
                 }
-                let _ = self.restore_progress.remove_label_values(&[target, probe]);
-                let _ = self.point_creation.remove_label_values(&[target, probe]);
-                let _ = self.content_age.remove_label_values(&[target, probe]);
-                let _ = self.content_max_age.remove_label_values(&[target, probe]);
+                for vec in [&m.restore_progress, &m.point_creation, &m.content_age, &m.content_max_age] {
+                    let _ = vec.remove_label_values(&[target, probe]);
+                }
                 for phase in p.kind.phases() {
-                    let _ = self.phase_duration.remove_label_values(&[target, probe, phase.as_str()]);
-                    let _ = self.phase_last_duration.remove_label_values(&[target, probe, phase.as_str()]);
+                    let _ = m.phase_last_duration.remove_label_values(&[target, probe, kind, phase.as_str()]);
                 }
             }
         }
@@ -374,20 +402,25 @@ impl Metrics {
         seen.retain(|(target, endpoint, code)| {
             let keep = config.targets.iter().any(|t| &t.name == target);
             if !keep {
-                let _ = self.api_requests.remove_label_values(&[target, endpoint, code]);
+                let _ = m.api_requests.remove_label_values(&[target, endpoint, code]);
             }
             keep
         });
     }
+}
 
-    /// The text exposition format and its content type.
-    pub fn encode(&self) -> (String, Vec<u8>) {
-        let encoder = TextEncoder::new();
-        let mut out = Vec::new();
-        if let Err(e) = encoder.encode(&self.registry.gather(), &mut out) {
-            tracing::error!(err = %e, "cannot encode metrics");
+impl Metrics {
+    fn remove_watch(&self, target: &str) {
+        let m = &self.series;
+        for job in watch::JOB_TYPES {
+            for result in watch::RESULTS {
+                let _ = m.watch_sessions.remove_label_values(&[target, job, result]);
+            }
         }
-        (encoder.format_type().to_owned(), out)
+        for vec in [&m.watch_oldest_running, &m.watch_running_max_age, &m.watch_last_success] {
+            let _ = vec.remove_label_values(&[target]);
+        }
+        let _ = m.watch_running.remove_label_values(&[target]);
     }
 }
 
@@ -396,6 +429,12 @@ impl Default for Metrics {
         Metrics::new()
     }
 }
+
+/// The `result` values of `veeam_restore_probe_runs_total`.
+pub const RUN_SUCCESS: &str = "success";
+pub const RUN_FAILURE: &str = "failure";
+pub const RUN_CANCELLED: &str = "cancelled";
+const RUN_RESULTS: [&str; 3] = [RUN_SUCCESS, RUN_FAILURE, RUN_CANCELLED];
 
 /// Unix seconds of a wall-clock time.
 pub fn unix_seconds(t: SystemTime) -> f64 {
@@ -407,37 +446,33 @@ pub struct ProbeObserver {
     pub metrics: Arc<Metrics>,
     pub target: String,
     pub probe: String,
+    pub kind: &'static str,
 }
 
 impl RunObserver for ProbeObserver {
     fn phase(&self, phase: Phase, took: Duration) {
-        let labels = [self.target.as_str(), self.probe.as_str(), phase.as_str()];
-        self.metrics.phase_duration.with_label_values(&labels).observe(took.as_secs_f64());
-        self.metrics.phase_last_duration.with_label_values(&labels).set(took.as_secs_f64());
+        let labels = [self.target.as_str(), self.probe.as_str(), self.kind, phase.as_str()];
+        self.metrics.write().phase_last_duration.with_label_values(&labels).set(took.as_secs_f64());
     }
 
     fn point_created(&self, at: SystemTime) {
-        self.metrics.point_creation.with_label_values(&[&self.target, &self.probe]).set(unix_seconds(at));
+        self.metrics.write().point_creation.with_label_values(&[&self.target, &self.probe]).set(unix_seconds(at));
     }
 
     fn task(&self, operation: Operation, outcome: TaskOutcome) {
-        self.metrics.tasks.with_label_values(&[&self.target, operation.as_str(), outcome.as_str()]).inc();
-    }
-
-    fn task_poll(&self, operation: Operation) {
-        self.metrics.task_polls.with_label_values(&[&self.target, operation.as_str()]).inc();
+        self.metrics.write().tasks.with_label_values(&[&self.target, operation.as_str(), outcome.as_str()]).inc();
     }
 
     fn restore_progress(&self, ratio: f64) {
-        self.metrics.restore_progress.with_label_values(&[&self.target, &self.probe]).set(ratio);
+        self.metrics.write().restore_progress.with_label_values(&[&self.target, &self.probe]).set(ratio);
     }
 
     fn restore_session(&self, result: RestoreResult) {
-        self.metrics.restore_sessions.with_label_values(&[&self.target, &self.probe, result.as_str()]).inc();
+        self.metrics.write().restore_sessions.with_label_values(&[&self.target, &self.probe, result.as_str()]).inc();
     }
 
     fn content_age(&self, age: Duration) {
-        self.metrics.content_age.with_label_values(&[&self.target, &self.probe]).set(age.as_secs_f64());
+        self.metrics.write().content_age.with_label_values(&[&self.target, &self.probe]).set(age.as_secs_f64());
     }
 }
 
@@ -452,11 +487,9 @@ impl RequestObserver for ApiObserver {
         let code = status.map(|s| s.to_string()).unwrap_or_else(|| "error".to_owned());
         let key = (self.target.clone(), endpoint.as_str().to_owned(), code.clone());
         self.metrics.api_seen.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
-        self.metrics.api_requests.with_label_values(&[self.target.as_str(), endpoint.as_str(), code.as_str()]).inc();
-        self.metrics
-            .api_duration
-            .with_label_values(&[self.target.as_str(), endpoint.as_str()])
-            .observe(elapsed.as_secs_f64());
+        let m = self.metrics.write();
+        m.api_requests.with_label_values(&[self.target.as_str(), endpoint.as_str(), code.as_str()]).inc();
+        m.api_duration.with_label_values(&[self.target.as_str(), endpoint.family()]).observe(elapsed.as_secs_f64());
     }
 }
 
@@ -464,7 +497,7 @@ impl RequestObserver for ApiObserver {
 mod tests {
     use super::*;
 
-    /// Every value a run can report exists as a series from the start, for every kind.
+    /// What rates and alerts need exists from the start; what only matters once it happened does not.
     #[test]
     fn every_vocabulary_value_is_pre_created() {
         let config = crate::config::parse(
@@ -484,27 +517,23 @@ targets:
         .unwrap();
         let metrics = Metrics::new();
         metrics.apply_config(&config, None);
-        let text = String::from_utf8(metrics.encode().1).unwrap();
+        let text = metrics.encode();
         let has = |needle: String| assert!(text.contains(&needle), "missing {needle}");
-        for op in Operation::ALL {
-            for outcome in TaskOutcome::ALL {
-                has(format!("operation=\"{}\",result=\"{}\"", op.as_str(), outcome.as_str()));
-            }
-        }
         for probe in &config.targets[0].probes {
-            for reason in ProbeError::reasons() {
-                has(format!("probe=\"{}\",reason=\"{reason}\"", probe.name));
-            }
-            for phase in probe.kind.phases() {
-                has(format!("phase=\"{}\",probe=\"{}\"", phase.as_str(), probe.name));
+            for result in [RUN_SUCCESS, RUN_FAILURE] {
+                has(format!("kind=\"{}\",probe=\"{}\",result=\"{result}\"", probe.kind.label(), probe.name));
             }
         }
         for result in RestoreResult::ALL {
             has(format!("probe=\"c\",result=\"{}\"", result.as_str()));
         }
-        for reason in em::Error::REASONS {
-            has(format!("veeam_em_logon_failures_total{{reason=\"{reason}\""));
-        }
+        has("veeam_restore_em_logons_total{target=\"t\"} 0".into());
+        // What only matters once it happened is not pre-created: it would multiply series.
+        assert!(!text.contains("veeam_restore_em_logon_failures_total{"), "{text}");
+        assert!(!text.contains("result=\"cancelled\""), "{text}");
+        assert!(!text.contains("veeam_restore_probe_failures_total{"), "{text}");
+        assert!(!text.contains("veeam_restore_em_tasks_total{"), "{text}");
+        assert!(!text.contains("probe=\"m\",result=\"warning\""), "only catalog probes follow restore sessions");
     }
 
     #[test]
@@ -519,15 +548,15 @@ targets:
         let metrics = Metrics::new();
         let first = config(", labels: { tier: gold }");
         metrics.apply_config(&first, None);
-        let text = String::from_utf8(metrics.encode().1).unwrap();
+        let text = metrics.encode();
         assert!(
             text.contains(
-                "veeam_em_probe_info{kind=\"mount\",mode=\"\",point=\"replica\",probe=\"m\",site=\"ams\",target=\"t\",tier=\"gold\",vm=\"v\"} 1"
+                "veeam_restore_probe_info{kind=\"mount\",mode=\"\",point=\"replica\",probe=\"m\",site=\"ams\",target=\"t\",tier=\"gold\",vm=\"v\"} 1"
             ),
             "{text}"
         );
         metrics.apply_config(&config(""), Some(&first));
-        let text = String::from_utf8(metrics.encode().1).unwrap();
+        let text = metrics.encode();
         assert!(!text.contains("tier=") && text.contains("site=\"ams\""), "{text}");
     }
 }

@@ -7,7 +7,7 @@
 //! keeps the new configuration's cleanup away from the old one's mounts in flight. Scrapes never
 //! trigger runs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -17,10 +17,11 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::history::History;
 use crate::ledger::Ledger;
-use crate::metrics::{Metrics, ProbeObserver, unix_seconds};
+use crate::metrics::{Metrics, ProbeObserver, RUN_CANCELLED, RUN_FAILURE, RUN_SUCCESS, unix_seconds};
 use crate::probe::{Polling, Run, RunReport, Spec};
 use crate::schedule::Schedule;
 use crate::target::{TargetRuntime, TargetState};
+use crate::watch;
 
 /// State shared by all generations.
 pub struct Shared {
@@ -108,9 +109,13 @@ impl Generation {
             state.reset_backoff();
             let runtime = Arc::new(TargetRuntime::new(t.clone(), shared.metrics.clone(), shared.ledger.clone(), state));
             loops.push(tokio::spawn(keeper(runtime.clone(), stop.clone())));
+            if let Some(watch) = &t.restore_watch {
+                loops.push(tokio::spawn(watch_loop(runtime.clone(), watch.interval, stop.clone())));
+            }
             for probe in &t.probes {
-                // Probes that are due (never ran, or overdue) start staggered, not all at once.
-                let first = Duration::from_millis(u64::from(index) * 1000).min(probe.interval);
+                // Probes that are due (never ran, or overdue) start staggered, not all at once:
+                // a second apart, or closer when that would not fit into one interval.
+                let first = stagger(index, configured.len(), probe.interval);
                 loops.push(tokio::spawn(probe_loop(
                     runtime.clone(),
                     probe.clone(),
@@ -147,6 +152,60 @@ async fn keeper(target: Arc<TargetRuntime>, stop: CancellationToken) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(target.config.keepalive_interval) => target.keep_alive().await,
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Reads EM's restore sessions every `interval` (see [`crate::watch`]) and publishes them.
+async fn watch_loop(target: Arc<TargetRuntime>, interval: Duration, stop: CancellationToken) {
+    let name = target.config.name.as_str();
+    let own_vms: HashSet<String> = target.config.probes.iter().map(|p| p.vm.to_lowercase()).collect();
+    loop {
+        let mut guard = target.state.watch.lock().await;
+        let counted = guard.get_or_insert_with(|| {
+            target.ledger.load_state(&watch::Counted::file(name)).unwrap_or_else(|e| {
+                tracing::error!(target_name = name, err = %e, "cannot read what the restore watch counted; counting afresh");
+                watch::Counted::default()
+            })
+        });
+        let m = target.metrics.write();
+        // The counters start from the kept totals, and follow them.
+        let sync = |counted: &watch::Counted| {
+            for (job, result, total) in counted.totals() {
+                let counter = m.watch_sessions.with_label_values(&[name, job, result]);
+                counter.inc_by(total.saturating_sub(counter.get()));
+            }
+        };
+        sync(counted);
+        let read = match target.session().await {
+            Ok(session) => watch::read(&session, counted, &own_vms, SystemTime::now()).await,
+            Err(e) => Err(e),
+        };
+        match read {
+            Ok(reading) => {
+                if let Err(e) = target.ledger.save_state(&watch::Counted::file(name), &*counted) {
+                    tracing::error!(target_name = name, err = %e, "cannot keep what the restore watch counted");
+                }
+                sync(counted);
+                m.watch_running.with_label_values(&[name]).set(reading.running as i64);
+                let oldest = reading.oldest_running.unwrap_or_default().as_secs_f64();
+                m.watch_oldest_running.with_label_values(&[name]).set(oldest);
+                m.watch_last_success.with_label_values(&[name]).set(unix_seconds(SystemTime::now()));
+                if !reading.complete {
+                    tracing::info!(
+                        target_name = name,
+                        "more restore sessions than one read takes; the rest follows next time"
+                    );
+                }
+            }
+            Err(e) => {
+                tracing::warn!(target_name = name, reason = e.reason(), err = %e, "restore watch cannot read EM's restore sessions")
+            }
+        }
+        drop(guard);
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
             _ = stop.cancelled() => return,
         }
     }
@@ -196,15 +255,22 @@ async fn probe_loop(
     }
 }
 
+/// When the `index`th of `count` due probes first runs: a second apart, or spread evenly over
+/// one `interval` when a second apart would take longer (1,000 probes on a 15-minute interval).
+fn stagger(index: u32, count: usize, interval: Duration) -> Duration {
+    let apart = Duration::from_secs(1).min(interval / u32::try_from(count.max(1)).unwrap_or(u32::MAX));
+    apart * index
+}
+
 impl Shared {
     /// Shows the last completed run's result, kept across restarts, until the next run: the
     /// next run of a 6-hourly probe may be hours away, and "no data" would look like "never ran".
     fn show_last_result(&self, target: &str, probe: &Spec) {
         let Some(last) = self.schedule.last_result(target, probe) else { return };
-        let m = &self.metrics;
+        let m = self.metrics.write();
         let labels = [target, probe.name.as_str(), probe.kind.label()];
         m.probe_success.with_label_values(&labels).set(i64::from(last.success));
-        m.probe_duration.with_label_values(&labels).set(last.duration.as_secs_f64());
+        m.probe_last_duration.with_label_values(&labels).set(last.duration.as_secs_f64());
         m.last_run.with_label_values(&labels).set(unix_seconds(last.finished_at));
         if let Some(at) = last.last_success {
             m.last_success.with_label_values(&labels).set(unix_seconds(at));
@@ -213,7 +279,7 @@ impl Shared {
 
     fn note_next_run(&self, target: &str, probe: &Spec, at: SystemTime) {
         let labels = [target, probe.name.as_str(), probe.kind.label()];
-        self.metrics.next_run.with_label_values(&labels).set(unix_seconds(at));
+        self.metrics.write().next_run.with_label_values(&labels).set(unix_seconds(at));
         self.history.set_next_run(target, &probe.name, at);
     }
 }
@@ -244,6 +310,7 @@ async fn run_once(target: &TargetRuntime, probe: &Spec, shared: &Shared) -> RunR
             metrics: shared.metrics.clone(),
             target: target.config.name.clone(),
             probe: probe.name.clone(),
+            kind: probe.kind.label(),
         };
         let polling = Polling { initial: target.config.poll_initial, max: target.config.poll_max };
         let run = Run::new(
@@ -267,16 +334,18 @@ async fn run_once(target: &TargetRuntime, probe: &Spec, shared: &Shared) -> RunR
 }
 
 fn publish(shared: &Shared, target: &str, probe: &Spec, report: RunReport) {
-    let m = &shared.metrics;
+    let m = shared.metrics.write();
     let labels = [target, probe.name.as_str(), probe.kind.label()];
     if report.cut_short_by_shutdown() {
         tracing::info!(target_name = target, probe = %probe.name, "probe run cut short by shutdown (its mount, if any, was deleted)");
-        m.probe_cancelled.with_label_values(&labels).inc();
+        m.probe_runs.with_label_values(&[target, &probe.name, probe.kind.label(), RUN_CANCELLED]).inc();
         shared.history.record(target, &probe.name, report);
         return;
     }
-    m.probe_runs.with_label_values(&labels).inc();
-    m.probe_duration.with_label_values(&labels).set(report.duration.as_secs_f64());
+    let result = if report.outcome.is_ok() { RUN_SUCCESS } else { RUN_FAILURE };
+    m.probe_runs.with_label_values(&[target, &probe.name, probe.kind.label(), result]).inc();
+    m.probe_duration.with_label_values(&labels).observe(report.duration.as_secs_f64());
+    m.probe_last_duration.with_label_values(&labels).set(report.duration.as_secs_f64());
     m.last_run.with_label_values(&labels).set(unix_seconds(report.finished_at));
     match &report.outcome {
         Ok(note) => {
@@ -305,4 +374,19 @@ fn publish(shared: &Shared, target: &str, probe: &Spec, report: RunReport) {
         }
     }
     shared.history.record(target, &probe.name, report);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_runs_are_a_second_apart_or_spread_over_one_interval() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(stagger(3, 10, hour), Duration::from_secs(3));
+        let quarter = Duration::from_secs(900);
+        assert_eq!(stagger(999, 1000, quarter), Duration::from_millis(899_100));
+        assert_eq!(stagger(1, 2, Duration::from_secs(1)), Duration::from_millis(500));
+        assert_eq!(stagger(0, 0, hour), Duration::ZERO);
+    }
 }

@@ -51,6 +51,9 @@ pub struct TargetState {
     cleanup_lock: Mutex<()>,
     session: Mutex<Option<CurrentSession>>,
     backoff: std::sync::Mutex<Backoff>,
+    /// What the restore watch has counted (loaded from `--storage.path` on first use); one
+    /// read at a time, even while two configuration generations overlap.
+    pub watch: Mutex<Option<crate::watch::Counted>>,
 }
 
 struct CurrentSession {
@@ -188,7 +191,7 @@ impl TargetRuntime {
                 ),
             });
         }
-        self.metrics.logons.with_label_values(&[name]).inc();
+        self.metrics.write().logons.with_label_values(&[name]).inc();
         let result = match self.client(password.clone()) {
             Ok(client) => client.logon().await,
             Err(e) => Err(e),
@@ -196,7 +199,7 @@ impl TargetRuntime {
         match &result {
             Ok(s) => {
                 tracing::info!(target_name = name, session_ref = session_ref(s.id()), "logged on to EM");
-                self.metrics.em_up.with_label_values(&[name]).set(1);
+                self.metrics.write().em_up.with_label_values(&[name]).set(1);
                 self.note_logon_accepted();
                 let record = SessionRecord {
                     target: name.to_owned(),
@@ -212,8 +215,8 @@ impl TargetRuntime {
                 let refused = matches!(e, em::Error::LogonFailed { .. } | em::Error::Forbidden { .. });
                 let wait = if refused { Some(self.note_logon_refused(&password)) } else { None };
                 tracing::warn!(target_name = name, reason = e.reason(), err = %e, next_attempt_in = ?wait, "EM logon failed");
-                self.metrics.logon_failures.with_label_values(&[name, e.reason()]).inc();
-                self.metrics.em_up.with_label_values(&[name]).set(0);
+                self.metrics.write().logon_failures.with_label_values(&[name, e.reason()]).inc();
+                self.metrics.write().em_up.with_label_values(&[name]).set(0);
             }
         }
         result
@@ -236,16 +239,16 @@ impl TargetRuntime {
         let wait = backoff_after(backoff.refusals);
         backoff.until = Some(Instant::now() + wait);
         backoff.password = Some(password_hash(password));
-        self.metrics.logon_backoff.with_label_values(&[self.name()]).set(wait.as_secs_f64());
+        self.metrics.write().logon_backoff.with_label_values(&[self.name()]).set(wait.as_secs_f64());
         wait
     }
 
     fn note_logon_accepted(&self) {
         *self.state.backoff.lock().unwrap_or_else(|p| p.into_inner()) = Backoff::default();
-        self.metrics.logon_backoff.with_label_values(&[self.name()]).set(0.0);
+        self.metrics.write().logon_backoff.with_label_values(&[self.name()]).set(0.0);
     }
 
-    /// Keeps the session alive (EM expires it after 15 idle minutes) and refreshes `veeam_em_up`.
+    /// Keeps the session alive (EM expires it after 15 idle minutes) and refreshes `veeam_restore_em_up`.
     /// An expired session is replaced here, between runs; runs in progress keep theirs.
     pub async fn keep_alive(&self) {
         let current = self.state.session.lock().await.as_ref().map(|c| c.session.clone());
@@ -254,7 +257,7 @@ impl TargetRuntime {
             return;
         };
         match session.keep_alive().await {
-            Ok(()) => self.metrics.em_up.with_label_values(&[self.name()]).set(1),
+            Ok(()) => self.metrics.write().em_up.with_label_values(&[self.name()]).set(1),
             Err(em::Error::SessionExpired { .. }) => {
                 tracing::info!(target_name = self.name(), "EM logon session expired; logging on again");
                 self.invalidate(&session).await;
@@ -262,7 +265,7 @@ impl TargetRuntime {
             }
             Err(e) => {
                 tracing::warn!(target_name = self.name(), err = %e, "EM keep-alive failed");
-                self.metrics.em_up.with_label_values(&[self.name()]).set(0);
+                self.metrics.write().em_up.with_label_values(&[self.name()]).set(0);
             }
         }
     }
@@ -301,7 +304,7 @@ impl TargetRuntime {
                     session_ref = session_ref(session.id()),
                     "logged off from EM"
                 );
-                self.metrics.logoffs.with_label_values(&[self.name()]).inc();
+                self.metrics.write().logoffs.with_label_values(&[self.name()]).inc();
                 true
             }
             Err(em::Error::SessionExpired { .. } | em::Error::NotFound { .. }) => true,
@@ -349,8 +352,8 @@ impl TargetRuntime {
         }
         self.log_off_stale_sessions(current.as_ref()).await;
         let name = self.name();
-        self.metrics.orphaned_mounts.with_label_values(&[name, "retrying"]).set(retrying);
-        self.metrics.orphaned_mounts.with_label_values(&[name, "unresolved"]).set(unresolved);
+        self.metrics.write().orphaned_mounts.with_label_values(&[name, "retrying"]).set(retrying);
+        self.metrics.write().orphaned_mounts.with_label_values(&[name, "unresolved"]).set(unresolved);
     }
 
     /// Logs off recorded sessions that are not the current one and own no recorded mount: those
@@ -369,7 +372,7 @@ impl TargetRuntime {
     }
 
     fn cleaned(&self) {
-        self.metrics.orphans_cleaned.with_label_values(&[self.name()]).inc();
+        self.metrics.write().orphans_cleaned.with_label_values(&[self.name()]).inc();
     }
 
     async fn clean_record(&self, r: &MountRecord, current: Option<&Session>) -> Cleanup {
@@ -465,23 +468,33 @@ impl TargetRuntime {
         }
     }
 
-    /// Deletes mounts of the probed restore points that the current session holds but no
-    /// running probe owns (e.g. from a mount task that finished after its step timed out).
-    /// Only while no run is in flight: a run may hold a mount it has not registered yet.
+    /// Deletes mounts that the current session holds but no running probe owns, at the restore
+    /// points where a mount step failed (e.g. a mount task that finished after its step timed
+    /// out). Only while no run is in flight: a run may hold a mount it has not registered yet.
+    /// A point stays to sweep until no record of it is left and a listing shows nothing stray.
     async fn sweep(&self, session: &Session) {
         if !self.in_flight().is_idle() {
             return;
         }
-        for (kind, href) in self.in_flight().points() {
-            let Ok(mounts) = session.mounts_at(&href, kind).await else { continue };
+        for point in self.in_flight().to_sweep() {
+            let Ok(mounts) = session.mounts_at(&point.1, point.0).await else { continue };
+            let mut all_gone = true;
             for m in mounts.iter().filter(|m| !self.in_flight().has_mount(&m.href)) {
                 match session.delete_mount(m.delete_href()).await {
                     Ok(()) => {
                         tracing::info!(target_name = self.name(), "deleted a stray mount no probe owns");
                         self.cleaned();
                     }
-                    Err(e) => tracing::warn!(target_name = self.name(), err = %e, "cannot delete a stray mount"),
+                    Err(e) => {
+                        all_gone = false;
+                        tracing::warn!(target_name = self.name(), err = %e, "cannot delete a stray mount");
+                    }
                 }
+            }
+            // While a record of that point is left, its task may still produce a mount.
+            let recorded = self.ledger.records(self.name()).iter().any(|r| r.point_mounts_href == point.1);
+            if all_gone && !recorded {
+                self.in_flight().swept(&point);
             }
         }
     }

@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
+use crate::exposition;
 use crate::history::History;
 use crate::metrics::Metrics;
 use crate::scheduler::{RunNow, Shared};
@@ -109,9 +110,34 @@ fn authorized(state: &WebState, config: &WebConfig, request: &Request) -> bool {
     state.authenticator.check(config, user, password)
 }
 
-async fn metrics(State(state): State<Arc<WebState>>) -> Response {
-    let (content_type, body) = state.metrics.encode();
-    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+/// Serves the cached exposition (see [`crate::exposition`]), gzip-compressed when the client
+/// accepts it, as Prometheus does by default.
+async fn metrics(State(state): State<Arc<WebState>>, headers: axum::http::HeaderMap) -> Response {
+    let gzip = headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(accepts_gzip);
+    let snapshot = state.metrics.exposition().snapshot();
+    let body = exposition::body(&snapshot, gzip);
+    let mut response = ([(header::CONTENT_TYPE, exposition::CONTENT_TYPE)], body).into_response();
+    if gzip {
+        response.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    response.headers_mut().insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+    response
+}
+
+/// Whether one `Accept-Encoding` entry (`gzip`, `gzip;q=0.5`, `*`) admits gzip (RFC 9110 12.5.3).
+fn accepts_gzip(entry: &str) -> bool {
+    let mut parts = entry.split(';');
+    let coding = parts.next().unwrap_or("").trim();
+    let refused = parts.any(|p| {
+        let p = p.trim();
+        p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")).and_then(|q| q.trim().parse::<f32>().ok()) == Some(0.0)
+    });
+    (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
 }
 
 async fn reload(State(state): State<Arc<WebState>>) -> Response {

@@ -50,46 +50,82 @@ async fn healthy_runs_of_every_probe_kind_then_clean_shutdown() {
     assert!(sim.set_guest_file("canary-win01", "C:/canary/stamp.txt", &now));
     let fresh = "      - { name: fresh, kind: file_restore, mode: download, vm: canary-win01, path: C:/canary/stamp.txt, \
                  interval: 1s, content_timestamp: { format: rfc3339, max_age: 26h } }\n";
-    let probes = format!("{}{}{}{fresh}", mount("1s"), download("1s", &good_sha(), ""), catalog("1s"));
+    // One probe that fails, so that the golden scrape also holds the series a failure creates.
+    let missing = "      - { name: missing, kind: mount, vm: no-such-vm, interval: 1s }\n";
+    let probes = format!("{}{}{}{fresh}{missing}", mount("1s"), download("1s", &good_sha(), ""), catalog("1s"));
     let setup = Setup::new(&sim.api_url, &probes);
+    // The golden scrape shows a realistic site: a restore watch, and a second target whose
+    // password EM refuses (so the series a logon failure creates are in it too).
+    let config = std::fs::read_to_string(setup.config_path()).unwrap();
+    let dir = setup.config_path().parent().unwrap().to_owned();
+    std::fs::write(dir.join("wrong-password"), "not-the-password").unwrap();
+    let locked = format!(
+        "    restore_watch: {{ interval: 1s }}\n  - name: locked\n    url: {}\n    username: svc-canary\n    \
+         password_file: wrong-password\n    probes:\n      - {{ name: locked-mount, kind: mount, vm: canary-win01, interval: 1h }}\n",
+        sim.api_url
+    );
+    std::fs::write(setup.config_path(), format!("{config}{locked}")).unwrap();
     let mut exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
 
     // Known series exist at zero before anything has failed.
     let first = exporter.metrics().await;
     for probe in ["mount", "file", "catalog"] {
-        assert_eq!(
-            value(&first, "veeam_em_probe_failures_total", &[("probe", probe), ("reason", "task_failed")]),
-            Some(0.0)
-        );
-        assert_eq!(value(&first, "veeam_em_probe_runs_total", &[("probe", probe)]), Some(0.0));
+        for result in ["success", "failure"] {
+            assert_eq!(
+                value(&first, "veeam_restore_probe_runs_total", &[("probe", probe), ("result", result)]),
+                Some(0.0)
+            );
+        }
+        // A failure reason appears with its first failure: 20 reasons per probe would be series
+        // nobody reads.
+        assert_eq!(value(&first, "veeam_restore_probe_failures_total", &[("probe", probe)]), None);
     }
-    assert_eq!(value(&first, "veeam_em_orphaned_mounts", &[("state", "unresolved")]), Some(0.0));
+    assert_eq!(value(&first, "veeam_restore_orphaned_mounts", &[("state", "unresolved")]), Some(0.0));
 
     for (probe, kind) in
         [("mount", "mount"), ("file", "file_restore"), ("catalog", "file_restore"), ("fresh", "file_restore")]
     {
-        exporter.wait_metric("veeam_em_probe_success", &[("probe", probe), ("kind", kind)], |v| v == 1.0).await;
+        exporter.wait_metric("veeam_restore_probe_success", &[("probe", probe), ("kind", kind)], |v| v == 1.0).await;
     }
-    exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", "mount")], |v| v >= 2.0).await;
+    exporter
+        .wait_metric("veeam_restore_probe_runs_total", &[("probe", "mount"), ("result", "success")], |v| v >= 2.0)
+        .await;
+    exporter.wait_metric("veeam_restore_probe_duration_seconds_count", &[("probe", "mount")], |v| v >= 2.0).await;
+    exporter
+        .wait_metric(
+            "veeam_restore_probe_failures_total",
+            &[("probe", "missing"), ("reason", "no_restore_point")],
+            |v| v >= 1.0,
+        )
+        .await;
     let m = exporter.metrics().await;
-    assert_eq!(value(&m, "veeam_em_up", &[("target", "sim")]), Some(1.0));
+    assert_eq!(value(&m, "veeam_restore_em_up", &[("target", "sim")]), Some(1.0));
     assert!(
-        value(&m, "veeam_em_restore_sessions_total", &[("probe", "catalog"), ("result", "success")]).unwrap() >= 1.0
-    );
-    let progress = value(&m, "veeam_em_restore_session_progress_ratio", &[("probe", "catalog")]).unwrap();
-    assert!((0.0..=1.0).contains(&progress), "{progress}");
-    // Live: a later run may be following its session right now; each run ends at 1.
-    exporter.wait_metric("veeam_em_restore_session_progress_ratio", &[("probe", "catalog")], |v| v == 1.0).await;
-    assert!(value(&m, "veeam_em_restore_point_creation_timestamp_seconds", &[("probe", "mount")]).unwrap() > 1.7e9);
-    assert!(
-        value(&m, "veeam_em_probe_phase_duration_seconds_count", &[("probe", "mount"), ("phase", "unmount")]).unwrap()
+        value(&m, "veeam_restore_probe_restore_sessions_total", &[("probe", "catalog"), ("result", "success")])
+            .unwrap()
             >= 1.0
     );
+    let progress = value(&m, "veeam_restore_probe_restore_session_progress_ratio", &[("probe", "catalog")]).unwrap();
+    assert!((0.0..=1.0).contains(&progress), "{progress}");
+    // Live: a later run may be following its session right now; each run ends at 1.
+    exporter
+        .wait_metric("veeam_restore_probe_restore_session_progress_ratio", &[("probe", "catalog")], |v| v == 1.0)
+        .await;
+    assert!(value(&m, "veeam_restore_point_creation_timestamp_seconds", &[("probe", "mount")]).unwrap() > 1.7e9);
     assert!(
-        value(&m, "veeam_em_tasks_total", &[("operation", "MountRestorePoint"), ("result", "success")]).unwrap() >= 2.0
+        value(&m, "veeam_restore_probe_phase_last_duration_seconds", &[("probe", "mount"), ("phase", "unmount")])
+            .unwrap()
+            > 0.0
     );
-    assert!(value(&m, "veeam_em_task_polls_total", &[("operation", "MountRestorePoint")]).unwrap() >= 1.0);
-    assert!(value(&m, "veeam_em_api_requests_total", &[("endpoint", "mount_delete"), ("code", "204")]).unwrap() >= 2.0);
+    assert!(
+        value(&m, "veeam_restore_em_tasks_total", &[("operation", "MountRestorePoint"), ("result", "success")])
+            .unwrap()
+            >= 2.0
+    );
+    assert!(value(&m, "veeam_restore_em_requests_total", &[("endpoint", "task"), ("code", "200")]).unwrap() >= 1.0);
+    assert!(
+        value(&m, "veeam_restore_em_requests_total", &[("endpoint", "mount_delete"), ("code", "204")]).unwrap() >= 2.0
+    );
     assert!(value(&m, "veeam_restore_exporter_build_info", &[("version", env!("CARGO_PKG_VERSION"))]) == Some(1.0));
     assert!(m.contains("process_resident_memory_bytes"));
 
@@ -132,16 +168,18 @@ async fn mount_task_failure_is_reported_with_ems_message() {
     let setup = Setup::new(&sim.api_url, &mount("1h"));
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
     exporter
-        .wait_metric("veeam_em_probe_failures_total", &[("probe", "mount"), ("reason", "task_failed")], |v| v == 1.0)
+        .wait_metric("veeam_restore_probe_failures_total", &[("probe", "mount"), ("reason", "task_failed")], |v| {
+            v == 1.0
+        })
         .await;
     let m = exporter.metrics().await;
-    assert_eq!(value(&m, "veeam_em_probe_success", &[("probe", "mount")]), Some(0.0));
+    assert_eq!(value(&m, "veeam_restore_probe_success", &[("probe", "mount")]), Some(0.0));
     assert_eq!(
-        value(&m, "veeam_em_tasks_total", &[("operation", "MountRestorePoint"), ("result", "failed")]),
+        value(&m, "veeam_restore_em_tasks_total", &[("operation", "MountRestorePoint"), ("result", "failed")]),
         Some(1.0)
     );
     assert!(
-        value(&m, "veeam_em_probe_last_success_timestamp_seconds", &[("probe", "mount")]).is_none(),
+        value(&m, "veeam_restore_probe_last_success_timestamp_seconds", &[("probe", "mount")]).is_none(),
         "never succeeded: no timestamp"
     );
     let page = reqwest::get(exporter.url("/")).await.unwrap().text().await.unwrap();
@@ -159,16 +197,18 @@ async fn stuck_restore_task_times_out_and_the_mount_is_still_deleted() {
     let setup = Setup::new(&sim.api_url, &probes);
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
     exporter
-        .wait_metric("veeam_em_probe_failures_total", &[("probe", "file"), ("reason", "step_timeout")], |v| v == 1.0)
+        .wait_metric("veeam_restore_probe_failures_total", &[("probe", "file"), ("reason", "step_timeout")], |v| {
+            v == 1.0
+        })
         .await;
     let m = exporter.metrics().await;
     assert_eq!(
-        value(&m, "veeam_em_tasks_total", &[("operation", "FileRestoreFromMountPoint"), ("result", "timeout")]),
+        value(&m, "veeam_restore_em_tasks_total", &[("operation", "FileRestoreFromMountPoint"), ("result", "timeout")]),
         Some(1.0)
     );
     assert!(
-        value(&m, "veeam_em_probe_phase_duration_seconds_count", &[("probe", "file"), ("phase", "unmount")])
-            == Some(1.0)
+        value(&m, "veeam_restore_probe_phase_last_duration_seconds", &[("probe", "file"), ("phase", "unmount")])
+            .is_some()
     );
     assert!(sim.state().mounts.is_empty(), "unmounted after the step timeout");
     assert_eq!(setup.records(), 0);
@@ -183,11 +223,13 @@ async fn stuck_mount_task_times_out_and_the_task_is_stopped() {
     let setup = Setup::new(&sim.api_url, probes);
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
     exporter
-        .wait_metric("veeam_em_probe_failures_total", &[("probe", "mount"), ("reason", "step_timeout")], |v| v == 1.0)
+        .wait_metric("veeam_restore_probe_failures_total", &[("probe", "mount"), ("reason", "step_timeout")], |v| {
+            v == 1.0
+        })
         .await;
     assert!(sim.requests().iter().any(|r| r.endpoint == Some(Endpoint::TaskDelete)), "the stuck task was stopped");
     // The next run cleans up the record of the stopped task and succeeds.
-    exporter.wait_metric("veeam_em_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
+    exporter.wait_metric("veeam_restore_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
     eventually(Duration::from_secs(10), "records to clear", || async { (setup.records() == 0).then_some(()) }).await;
     sim.shutdown().await;
 }
@@ -201,13 +243,15 @@ async fn failed_unmount_keeps_the_record_and_a_later_run_deletes_the_mount() {
     let setup = Setup::new(&sim.api_url, probe);
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
     exporter
-        .wait_metric("veeam_em_probe_failures_total", &[("probe", "mount"), ("reason", "unmount_failed")], |v| v >= 1.0)
+        .wait_metric("veeam_restore_probe_failures_total", &[("probe", "mount"), ("reason", "unmount_failed")], |v| {
+            v >= 1.0
+        })
         .await;
     let attempts = sim.requests().iter().filter(|r| r.endpoint == Some(Endpoint::MountDelete)).count();
     assert!(attempts >= 2, "the unmount is retried within the run ({attempts} attempts)");
     sim.clear_faults();
-    exporter.wait_metric("veeam_em_orphaned_mounts_cleaned_total", &[("target", "sim")], |v| v >= 1.0).await;
-    exporter.wait_metric("veeam_em_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
+    exporter.wait_metric("veeam_restore_orphaned_mounts_cleaned_total", &[("target", "sim")], |v| v >= 1.0).await;
+    exporter.wait_metric("veeam_restore_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
     // Mount 1 was the one whose unmount failed.
     assert!(sim.state().mounts.iter().all(|m| m.mount_id != 1), "{:?}", sim.state().mounts);
     sim.shutdown().await;
@@ -218,14 +262,14 @@ async fn expired_session_is_replaced_between_runs() {
     let sim = start_sim().await;
     let setup = Setup::new(&sim.api_url, &mount("2s"));
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
-    exporter.wait_metric("veeam_em_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
-    assert_eq!(value(&exporter.metrics().await, "veeam_em_logons_total", &[("target", "sim")]), Some(1.0));
+    exporter.wait_metric("veeam_restore_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
+    assert_eq!(value(&exporter.metrics().await, "veeam_restore_em_logons_total", &[("target", "sim")]), Some(1.0));
     assert!(sim.expire_sessions() >= 1);
-    exporter.wait_metric("veeam_em_logons_total", &[("target", "sim")], |v| v >= 2.0).await;
-    let runs = value(&exporter.metrics().await, "veeam_em_probe_runs_total", &[("probe", "mount")]).unwrap();
-    exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", "mount")], |v| v >= runs + 1.0).await;
-    exporter.wait_metric("veeam_em_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
-    assert_eq!(value(&exporter.metrics().await, "veeam_em_up", &[("target", "sim")]), Some(1.0));
+    exporter.wait_metric("veeam_restore_em_logons_total", &[("target", "sim")], |v| v >= 2.0).await;
+    let runs = value(&exporter.metrics().await, "veeam_restore_probe_runs_total", &[("probe", "mount")]).unwrap();
+    exporter.wait_metric("veeam_restore_probe_runs_total", &[("probe", "mount")], |v| v >= runs + 1.0).await;
+    exporter.wait_metric("veeam_restore_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
+    assert_eq!(value(&exporter.metrics().await, "veeam_restore_em_up", &[("target", "sim")]), Some(1.0));
     sim.shutdown().await;
 }
 
@@ -258,7 +302,7 @@ async fn after_sigkill_the_orphan_is_deleted_with_the_recorded_token() {
     let owner = crash_with_a_mount(&setup, &sim).await;
 
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
-    exporter.wait_metric("veeam_em_orphaned_mounts_cleaned_total", &[("target", "sim")], |v| v == 1.0).await;
+    exporter.wait_metric("veeam_restore_orphaned_mounts_cleaned_total", &[("target", "sim")], |v| v == 1.0).await;
     let deleted_by_owner = sim.requests().iter().any(|r| {
         r.endpoint == Some(Endpoint::MountDelete) && r.status == 204 && r.session.as_deref() == Some(owner.as_str())
     });
@@ -267,7 +311,9 @@ async fn after_sigkill_the_orphan_is_deleted_with_the_recorded_token() {
     assert_eq!(setup.records(), 0);
     // The interrupted run counts as a run: the hourly probe is not run again after the crash.
     let hour_away = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() + 3000.0;
-    exporter.wait_metric("veeam_em_probe_next_run_timestamp_seconds", &[("probe", "mount")], |v| v > hour_away).await;
+    exporter
+        .wait_metric("veeam_restore_probe_next_run_timestamp_seconds", &[("probe", "mount")], |v| v > hour_away)
+        .await;
     sim.shutdown().await;
 }
 
@@ -279,15 +325,19 @@ async fn orphan_of_an_expired_session_is_reported_unresolved_until_an_operator_r
     sim.expire_sessions();
 
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
-    exporter.wait_metric("veeam_em_orphaned_mounts", &[("target", "sim"), ("state", "unresolved")], |v| v == 1.0).await;
+    exporter
+        .wait_metric("veeam_restore_orphaned_mounts", &[("target", "sim"), ("state", "unresolved")], |v| v == 1.0)
+        .await;
     assert!(exporter.logs().contains("UNRESOLVED orphaned mount"), "operators are told what to do");
     assert_eq!(
-        value(&exporter.metrics().await, "veeam_em_orphaned_mounts_cleaned_total", &[("target", "sim")]),
+        value(&exporter.metrics().await, "veeam_restore_orphaned_mounts_cleaned_total", &[("target", "sim")]),
         Some(0.0)
     );
 
     assert_eq!(sim.release_orphans(), 1);
-    exporter.wait_metric("veeam_em_orphaned_mounts", &[("target", "sim"), ("state", "unresolved")], |v| v == 0.0).await;
+    exporter
+        .wait_metric("veeam_restore_orphaned_mounts", &[("target", "sim"), ("state", "unresolved")], |v| v == 0.0)
+        .await;
     sim.shutdown().await;
 }
 
@@ -298,24 +348,28 @@ async fn catalog_restore_results() {
     let setup = Setup::new(&sim.api_url, &catalog("1s"));
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
     exporter
-        .wait_metric("veeam_em_probe_failures_total", &[("probe", "catalog"), ("reason", "restore_failed")], |v| {
+        .wait_metric("veeam_restore_probe_failures_total", &[("probe", "catalog"), ("reason", "restore_failed")], |v| {
             v == 1.0
         })
         .await;
     assert_eq!(
         value(
             &exporter.metrics().await,
-            "veeam_em_restore_sessions_total",
+            "veeam_restore_probe_restore_sessions_total",
             &[("probe", "catalog"), ("result", "failed")]
         ),
         Some(1.0)
     );
     sim.add_fault(fault(Endpoint::CatalogRestore, FaultKind::RestoreResult { result: "Warning".into() }, Some(1)));
     exporter
-        .wait_metric("veeam_em_restore_sessions_total", &[("probe", "catalog"), ("result", "warning")], |v| v == 1.0)
+        .wait_metric(
+            "veeam_restore_probe_restore_sessions_total",
+            &[("probe", "catalog"), ("result", "warning")],
+            |v| v == 1.0,
+        )
         .await;
     // A warning is still a working restore; it is counted (and alerted on) separately.
-    exporter.wait_metric("veeam_em_probe_success", &[("probe", "catalog")], |v| v == 1.0).await;
+    exporter.wait_metric("veeam_restore_probe_success", &[("probe", "catalog")], |v| v == 1.0).await;
     sim.shutdown().await;
 }
 
@@ -326,7 +380,9 @@ async fn download_checksum_mismatch_fails_and_still_unmounts() {
     let setup = Setup::new(&sim.api_url, &download("1h", &wrong, ""));
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
     exporter
-        .wait_metric("veeam_em_probe_failures_total", &[("probe", "file"), ("reason", "verify_failed")], |v| v == 1.0)
+        .wait_metric("veeam_restore_probe_failures_total", &[("probe", "file"), ("reason", "verify_failed")], |v| {
+            v == 1.0
+        })
         .await;
     let page = reqwest::get(exporter.url("/")).await.unwrap().text().await.unwrap();
     assert!(page.contains(&format!("expected {wrong}")), "the landing page says what mismatched");
@@ -362,12 +418,12 @@ async fn em_down_is_reported_while_metrics_keep_answering() {
     let setup = Setup::new(&format!("http://127.0.0.1:{port}/api/"), &mount("1s"));
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
     exporter
-        .wait_metric("veeam_em_probe_failures_total", &[("probe", "mount"), ("reason", "transport")], |v| v >= 1.0)
+        .wait_metric("veeam_restore_probe_failures_total", &[("probe", "mount"), ("reason", "transport")], |v| v >= 1.0)
         .await;
     let m = exporter.metrics().await;
-    assert_eq!(value(&m, "veeam_em_up", &[("target", "sim")]), Some(0.0));
-    assert_eq!(value(&m, "veeam_em_probe_success", &[("probe", "mount")]), Some(0.0));
-    assert!(value(&m, "veeam_em_logon_failures_total", &[("reason", "transport")]).unwrap() >= 1.0);
+    assert_eq!(value(&m, "veeam_restore_em_up", &[("target", "sim")]), Some(0.0));
+    assert_eq!(value(&m, "veeam_restore_probe_success", &[("probe", "mount")]), Some(0.0));
+    assert!(value(&m, "veeam_restore_em_logon_failures_total", &[("reason", "transport")]).unwrap() >= 1.0);
     assert_eq!(reqwest::get(exporter.url("/-/ready")).await.unwrap().status(), 200, "readiness never depends on EM");
 }
 
@@ -412,25 +468,25 @@ async fn reload_keeps_the_old_config_on_error_and_applies_a_good_one() {
     let sim = start_sim().await;
     let setup = Setup::new(&sim.api_url, &mount("1h"));
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
-    exporter.wait_metric("veeam_em_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
+    exporter.wait_metric("veeam_restore_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
     let client = reqwest::Client::new();
 
     std::fs::write(setup.config_path(), "targets: [").unwrap();
     let response = client.post(exporter.url("/-/reload")).send().await.unwrap();
     assert_eq!(response.status(), 500);
     assert!(response.text().await.unwrap().contains("line"), "the error says where");
-    assert_eq!(
-        value(&exporter.metrics().await, "veeam_restore_exporter_config_last_reload_successful", &[]),
-        Some(0.0)
-    );
+    exporter.wait_metric("veeam_restore_exporter_config_last_reload_successful", &[], |v| v == 0.0).await;
     assert_eq!(client.get(exporter.url("/-/reload")).send().await.unwrap().status(), 405);
 
     setup.write_config(&sim.api_url, &mount("1h").replace("name: mount", "name: mount2"));
     exporter.signal("HUP");
     exporter.wait_metric("veeam_restore_exporter_config_last_reload_successful", &[], |v| v == 1.0).await;
-    exporter.wait_metric("veeam_em_probe_success", &[("probe", "mount2")], |v| v == 1.0).await;
+    exporter.wait_metric("veeam_restore_probe_success", &[("probe", "mount2")], |v| v == 1.0).await;
     let m = exporter.metrics().await;
-    assert!(value(&m, "veeam_em_probe_runs_total", &[("probe", "mount")]).is_none(), "removed probe's series are gone");
+    assert!(
+        value(&m, "veeam_restore_probe_runs_total", &[("probe", "mount")]).is_none(),
+        "removed probe's series are gone"
+    );
     sim.shutdown().await;
 }
 
@@ -447,15 +503,12 @@ async fn reload_during_a_mount_leaves_the_running_probe_alone() {
     let second = "      - { name: mount-b, kind: mount, vm: canary-win01, interval: 1h }\n";
     setup.write_config(&sim.api_url, &format!("{}{second}", mount("1h")));
     exporter.signal("HUP");
-    exporter.wait_metric("veeam_em_probe_success", &[("probe", "mount-b")], |v| v == 1.0).await;
-    exporter.wait_metric("veeam_em_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
+    exporter.wait_metric("veeam_restore_probe_success", &[("probe", "mount-b")], |v| v == 1.0).await;
+    exporter.wait_metric("veeam_restore_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
     let m = exporter.metrics().await;
+    assert_eq!(value(&m, "veeam_restore_probe_runs_total", &[("probe", "mount"), ("result", "failure")]), Some(0.0));
     assert_eq!(
-        value(&m, "veeam_em_probe_failures_total", &[("probe", "mount"), ("reason", "unmount_failed")]),
-        Some(0.0)
-    );
-    assert_eq!(
-        value(&m, "veeam_em_orphaned_mounts_cleaned_total", &[("target", "sim")]),
+        value(&m, "veeam_restore_orphaned_mounts_cleaned_total", &[("target", "sim")]),
         Some(0.0),
         "nothing was an orphan"
     );
@@ -476,9 +529,9 @@ async fn secrets_never_appear_in_logs_metrics_or_pages() {
     let probes = format!("{}{}", mount("1s"), download("1s", &good_sha(), ""));
     let setup = Setup::with_password(&sim.api_url, &probes, PASSWORD);
     let mut exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
-    exporter.wait_metric("veeam_em_probe_success", &[("probe", "file")], |v| v == 1.0).await;
+    exporter.wait_metric("veeam_restore_probe_success", &[("probe", "file")], |v| v == 1.0).await;
     sim.expire_sessions();
-    exporter.wait_metric("veeam_em_logons_total", &[("target", "sim")], |v| v >= 2.0).await;
+    exporter.wait_metric("veeam_restore_em_logons_total", &[("target", "sim")], |v| v >= 2.0).await;
 
     // Both sessions, whatever the machine's load made of the timing.
     let sessions = eventually(Duration::from_secs(20), "two logon sessions", || async {

@@ -119,7 +119,7 @@ fn expected(row: &str, fault: &str) -> &'static [&'static str] {
 /// The failure counters of a probe, by reason.
 fn failures(text: &str, probe: &str) -> BTreeMap<String, f64> {
     text.lines()
-        .filter(|l| l.starts_with("veeam_em_probe_failures_total{") && l.contains(&format!("probe=\"{probe}\"")))
+        .filter(|l| l.starts_with("veeam_restore_probe_failures_total{") && l.contains(&format!("probe=\"{probe}\"")))
         .filter_map(|l| {
             let reason = l.split("reason=\"").nth(1)?.split('"').next()?.to_owned();
             Some((reason, l.rsplit_once(' ')?.1.parse().ok()?))
@@ -130,16 +130,16 @@ fn failures(text: &str, probe: &str) -> BTreeMap<String, f64> {
 /// Starts a run over HTTP (retrying while one is still running) and waits until it has ended.
 async fn run(exporter: &Exporter, probe: &str) -> String {
     let before = exporter.metrics().await;
-    let runs = value(&before, "veeam_em_probe_runs_total", &[("probe", probe)]).unwrap();
+    let runs = value(&before, "veeam_restore_probe_runs_total", &[("probe", probe)]).unwrap();
     let url = exporter.url(&format!("/-/probe?target=sim&probe={probe}"));
     eventually(Duration::from_secs(60), "the probe to accept a run", || async {
         let status = reqwest::Client::new().post(&url).send().await.ok()?.status();
         (status == 202).then_some(())
     })
     .await;
-    exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", probe)], |v| v >= runs + 1.0).await;
+    exporter.wait_metric("veeam_restore_probe_runs_total", &[("probe", probe)], |v| v >= runs + 1.0).await;
     let after = exporter.metrics().await;
-    if value(&after, "veeam_em_probe_success", &[("probe", probe)]) == Some(1.0) {
+    if value(&after, "veeam_restore_probe_success", &[("probe", probe)]) == Some(1.0) {
         return "ok".to_owned();
     }
     let (old, new) = (failures(&before, probe), failures(&after, probe));
@@ -159,7 +159,7 @@ async fn check_clean(exporter: &Exporter, sim: &SimServer, probe: &str) -> &'sta
     if state.mounts.is_empty() {
         return "";
     }
-    exporter.wait_metric("veeam_em_orphaned_mounts", &[("state", "unresolved")], |v| v >= 1.0).await;
+    exporter.wait_metric("veeam_restore_orphaned_mounts", &[("state", "unresolved")], |v| v >= 1.0).await;
     sim.release_orphans();
     "*"
 }
@@ -177,7 +177,7 @@ async fn every_fault_in_every_phase_leaves_nothing_behind() {
         );
         let setup = Setup::with(&sim.api_url, &probe, "canary", "10m");
         let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
-        exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", kind.probe)], |v| v >= 1.0).await;
+        exporter.wait_metric("veeam_restore_probe_runs_total", &[("probe", kind.probe)], |v| v >= 1.0).await;
         for &(phase, endpoint, creates_task) in kind.phases {
             let mut faults = request_faults();
             if creates_task {
@@ -215,7 +215,7 @@ async fn every_fault_in_every_phase_leaves_nothing_behind() {
                 let records = setup.records() as f64;
                 if mark.is_empty() && records > 0.0 {
                     let retrying =
-                        value(&exporter.metrics().await, "veeam_em_orphaned_mounts", &[("state", "retrying")]);
+                        value(&exporter.metrics().await, "veeam_restore_orphaned_mounts", &[("state", "retrying")]);
                     assert_eq!(retrying, Some(records), "{cell}: every record left is reported as retrying");
                     mark = "r";
                 }

@@ -10,6 +10,7 @@
 //!   a session that owns a mount, re-logon after EM forgot the session, crash loops.
 //! - `operations`: the exporter binary as operators run it: durable schedule, logon backoff,
 //!   flags, state directory, web config (TLS, basic auth), shipped examples.
+//! - `watch`: the passive restore watch: other users' restores counted once, across restarts.
 //! - `monitoring`: dashboards and alert rules: structure, PromQL, only real metrics.
 //! - `support`: shared helpers (simulator start-up, the exporter process, bounded polling).
 
@@ -22,3 +23,4 @@ mod monitoring;
 mod operations;
 mod sessions;
 mod support;
+mod watch;

@@ -88,15 +88,21 @@ fn dashboard_structure_queries_and_metrics() {
 
     let variables = dashboard["templating"]["list"].as_array().unwrap();
     let names: Vec<&str> = variables.iter().map(|v| v["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["datasource", "job", "target", "probe"]);
+    assert_eq!(names, ["datasource", "job", "target", "labels", "probe"]);
     assert_eq!(variables[0]["type"], "datasource");
     assert_eq!(variables[0]["query"], "prometheus");
-    for v in &variables[1..] {
+    // The user-label filter: a matcher on veeam_restore_probe_info that narrows the probes.
+    let labels = &variables[3];
+    assert_eq!(labels["type"], "textbox");
+    let default = labels["query"].as_str().unwrap();
+    for v in variables[1..].iter().filter(|v| v["type"] == "query") {
         assert!(is_datasource_variable(&v["datasource"]), "variable {} uses $datasource", v["name"]);
-        let query = v["query"]["query"].as_str().unwrap();
+        let query = v["query"]["query"].as_str().unwrap().replace("$labels", default);
         let inner = query.strip_prefix("label_values(").and_then(|q| q.rsplit_once(',')).map(|(sel, _)| sel).unwrap();
         check_expr(&format!("variable {}", v["name"]), inner, &exposed);
     }
+    let probe = variables[4]["query"]["query"].as_str().unwrap();
+    assert!(probe.starts_with("label_values(veeam_restore_probe_info{") && probe.contains("$labels}"), "{probe}");
 
     let mut used = BTreeSet::new();
     let mut boxes: Vec<(String, u64, u64, u64, u64)> = Vec::new();
@@ -127,7 +133,7 @@ fn dashboard_structure_queries_and_metrics() {
         for t in targets {
             assert!(is_datasource_variable(&t["datasource"]), "{title}: target datasource must be ${{datasource}}");
             let expr = t["expr"].as_str().unwrap();
-            if expr.contains("veeam_em_") {
+            if expr.replace("veeam_restore_exporter_", "").contains("veeam_restore_") {
                 assert!(expr.contains("target=~\"$target\""), "{title}: {expr} ignores $target");
             }
             used.extend(check_expr(&title, expr, &exposed));
@@ -138,16 +144,17 @@ fn dashboard_structure_queries_and_metrics() {
     }
     // The list of what the dashboard must show.
     for metric in [
-        "veeam_em_probe_success",
-        "veeam_em_probe_last_success_timestamp_seconds",
-        "veeam_em_probe_phase_duration_seconds_bucket",
-        "veeam_em_tasks_total",
-        "veeam_em_restore_session_progress_ratio",
-        "veeam_em_restore_point_creation_timestamp_seconds",
-        "veeam_em_orphaned_mounts",
-        "veeam_em_up",
-        "veeam_em_api_requests_total",
-        "veeam_em_api_request_duration_seconds_bucket",
+        "veeam_restore_probe_success",
+        "veeam_restore_probe_last_success_timestamp_seconds",
+        "veeam_restore_probe_duration_seconds_bucket",
+        "veeam_restore_probe_phase_last_duration_seconds",
+        "veeam_restore_em_tasks_total",
+        "veeam_restore_probe_restore_session_progress_ratio",
+        "veeam_restore_point_creation_timestamp_seconds",
+        "veeam_restore_orphaned_mounts",
+        "veeam_restore_em_up",
+        "veeam_restore_em_requests_total",
+        "veeam_restore_em_request_duration_seconds_bucket",
         "process_resident_memory_bytes",
     ] {
         assert!(used.contains(metric), "the dashboard does not show {metric}");

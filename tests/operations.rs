@@ -30,7 +30,7 @@ async fn reload(exporter: &Exporter) {
 async fn both_planned_beyond(exporter: &Exporter, after: f64) {
     for probe in ["a", "b"] {
         let at = now_seconds() + after;
-        exporter.wait_metric("veeam_em_probe_next_run_timestamp_seconds", &[("probe", probe)], |v| v > at).await;
+        exporter.wait_metric("veeam_restore_probe_next_run_timestamp_seconds", &[("probe", probe)], |v| v > at).await;
     }
 }
 
@@ -46,7 +46,7 @@ async fn reloads_and_a_restart_do_not_run_an_hourly_probe_again_and_a_changed_pr
     let setup = Setup::new(&sim.api_url, &probes(true));
     let mut exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
     for probe in ["a", "b"] {
-        exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", probe)], |v| v == 1.0).await;
+        exporter.wait_metric("veeam_restore_probe_runs_total", &[("probe", probe)], |v| v == 1.0).await;
     }
     assert_eq!(mounts_created(&sim), 2);
     for _ in 0..3 {
@@ -65,11 +65,11 @@ async fn reloads_and_a_restart_do_not_run_an_hourly_probe_again_and_a_changed_pr
 
     setup.write_config(&sim.api_url, &probes(false));
     reload(&exporter).await;
-    exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", "b")], |v| v == 1.0).await;
+    exporter.wait_metric("veeam_restore_probe_runs_total", &[("probe", "b")], |v| v == 1.0).await;
     // A short window in which a wrongly rescheduled probe `a` would have started (the first
     // probe of a generation is due at once, the second a second later).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(value(&exporter.metrics().await, "veeam_em_probe_runs_total", &[("probe", "a")]), Some(0.0));
+    assert_eq!(value(&exporter.metrics().await, "veeam_restore_probe_runs_total", &[("probe", "a")]), Some(0.0));
     assert_eq!(mounts_created(&sim), 3, "3 reloads and a restart added no run; the changed probe ran alone");
     sim.shutdown().await;
 }
@@ -81,26 +81,26 @@ async fn a_refused_logon_backs_off_and_a_corrected_password_is_tried_at_once() {
                   - { name: b, kind: mount, vm: canary-win01, interval: 10s }\n";
     let setup = Setup::with(&sim.api_url, probes, "wrong", "5s");
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
-    exporter.wait_metric("veeam_em_logon_failures_total", &[("reason", "logon_failed")], |v| v == 1.0).await;
+    exporter.wait_metric("veeam_restore_em_logon_failures_total", &[("reason", "logon_failed")], |v| v == 1.0).await;
     let m = exporter.metrics().await;
-    assert_eq!(value(&m, "veeam_em_up", &[("target", "sim")]), Some(0.0));
-    assert!(value(&m, "veeam_em_logon_backoff_seconds", &[("target", "sim")]).unwrap() >= 27.0);
+    assert_eq!(value(&m, "veeam_restore_em_up", &[("target", "sim")]), Some(0.0));
+    assert!(value(&m, "veeam_restore_em_logon_backoff_seconds", &[("target", "sim")]).unwrap() >= 27.0);
     // Keep-alives every 5s and two probes would have made 4 attempts or more in this window.
     tokio::time::sleep(Duration::from_secs(12)).await;
     let refused = sim.requests().iter().filter(|r| r.endpoint == Some(Endpoint::Logon) && r.status == 401).count();
     assert_eq!(refused, 1, "one refused logon, then backoff");
     let m = exporter.metrics().await;
-    assert_eq!(value(&m, "veeam_em_logon_failures_total", &[("reason", "logon_failed")]), Some(1.0));
+    assert_eq!(value(&m, "veeam_restore_em_logon_failures_total", &[("reason", "logon_failed")]), Some(1.0));
     for probe in ["a", "b"] {
         assert_eq!(
-            value(&m, "veeam_em_probe_failures_total", &[("probe", probe), ("reason", "logon_failed")]),
-            value(&m, "veeam_em_probe_runs_total", &[("probe", probe)]),
+            value(&m, "veeam_restore_probe_failures_total", &[("probe", probe), ("reason", "logon_failed")]),
+            value(&m, "veeam_restore_probe_runs_total", &[("probe", probe)]),
             "probes report the logon failure without trying"
         );
     }
     std::fs::write(setup.dir.path().join("password"), "canary\n").unwrap();
-    exporter.wait_metric("veeam_em_up", &[("target", "sim")], |v| v == 1.0).await;
-    exporter.wait_metric("veeam_em_logon_backoff_seconds", &[("target", "sim")], |v| v == 0.0).await;
+    exporter.wait_metric("veeam_restore_em_up", &[("target", "sim")], |v| v == 1.0).await;
+    exporter.wait_metric("veeam_restore_em_logon_backoff_seconds", &[("target", "sim")], |v| v == 0.0).await;
     sim.shutdown().await;
 }
 
@@ -154,7 +154,7 @@ async fn an_existing_state_directory_keeps_its_mode_and_a_world_writable_one_is_
     std::fs::create_dir(&shared).unwrap();
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
     let exporter = Exporter::start(&setup.config_path(), &shared).await;
-    exporter.wait_metric("veeam_em_probe_success", &[("probe", "a")], |v| v == 1.0).await;
+    exporter.wait_metric("veeam_restore_probe_success", &[("probe", "a")], |v| v == 1.0).await;
     assert_eq!(std::fs::metadata(&shared).unwrap().permissions().mode() & 0o777, 0o755);
     let private = std::fs::metadata(shared.join("mounts")).unwrap().permissions().mode() & 0o777;
     assert_eq!(private, 0o700, "records live in a subdirectory the exporter owns");
@@ -239,7 +239,7 @@ async fn the_web_config_serves_tls_and_requires_basic_auth() {
     let ok = client.get(url("/metrics")).basic_auth("prometheus", Some("scrape-pw")).send().await.unwrap();
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.headers().get("x-frame-options").unwrap(), "deny");
-    assert!(ok.text().await.unwrap().contains("veeam_em_up"));
+    assert!(ok.text().await.unwrap().contains("veeam_restore_em_up"));
     assert_eq!(client.post(url("/-/reload")).send().await.unwrap().status(), 401);
     let reloaded = client.post(url("/-/reload")).basic_auth("prometheus", Some("scrape-pw")).send().await.unwrap();
     assert_eq!(reloaded.status(), 200);
@@ -285,7 +285,7 @@ async fn a_restart_shows_the_last_result_and_a_shutdown_mid_run_is_no_failure() 
                   - { name: c, kind: file_restore, mode: catalog, vm: canary-win01, path: C:/canary/canary.txt, interval: 1h }\n";
     let setup = Setup::new(&sim.api_url, probes);
     let mut exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
-    exporter.wait_metric("veeam_em_probe_success", &[("probe", "a")], |v| v == 1.0).await;
+    exporter.wait_metric("veeam_restore_probe_success", &[("probe", "a")], |v| v == 1.0).await;
     // The catalog restore takes 20s: shut down while its restore session is followed.
     eventually(Duration::from_secs(20), "a catalog restore in progress", || async {
         sim.state().restore_sessions.iter().any(|r| r.state == "Working" && r.progress > 0).then_some(())
@@ -298,11 +298,12 @@ async fn a_restart_shows_the_last_result_and_a_shutdown_mid_run_is_no_failure() 
     assert!(!logs.contains("probe failed"), "a shutdown is no failure: {logs}");
 
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    // The last result is shown (the exposition follows within a refresh).
+    exporter.wait_metric("veeam_restore_probe_success", &[("probe", "a")], |v| v == 1.0).await;
     let m = exporter.metrics().await;
-    assert_eq!(value(&m, "veeam_em_probe_runs_total", &[("probe", "a")]), Some(0.0), "nothing ran yet");
-    assert_eq!(value(&m, "veeam_em_probe_success", &[("probe", "a")]), Some(1.0), "the last result is shown");
-    assert!(value(&m, "veeam_em_probe_last_success_timestamp_seconds", &[("probe", "a")]).unwrap() > 1.7e9);
-    assert_eq!(value(&m, "veeam_em_probe_success", &[("probe", "c")]), None, "a cut-short run is no result");
+    assert_eq!(value(&m, "veeam_restore_probe_runs_total", &[("probe", "a")]), Some(0.0), "nothing ran yet");
+    assert!(value(&m, "veeam_restore_probe_last_success_timestamp_seconds", &[("probe", "a")]).unwrap() > 1.7e9);
+    assert_eq!(value(&m, "veeam_restore_probe_success", &[("probe", "c")]), None, "a cut-short run is no result");
     sim.shutdown().await;
 }
 
@@ -320,7 +321,7 @@ async fn logs_look_like_the_rest_of_the_prometheus_stack() {
             &format!("--log.format={format}"),
         ])
         .await;
-        exporter.wait_metric("veeam_em_probe_success", &[("probe", "a")], |v| v == 0.0).await;
+        exporter.wait_metric("veeam_restore_probe_success", &[("probe", "a")], |v| v == 0.0).await;
         exporter.signal("TERM");
         assert!(exporter.wait_exit(Duration::from_secs(30)).await.success());
         let logs = exporter.logs();
@@ -353,15 +354,19 @@ async fn an_edited_config_file_is_picked_up_and_an_invalid_edit_keeps_the_old_on
         "--config.auto-reload-interval=200ms",
     ])
     .await;
-    exporter.wait_metric("veeam_em_probe_interval_seconds", &[("probe", "a")], |v| v == 3600.0).await;
+    exporter.wait_metric("veeam_restore_probe_interval_seconds", &[("probe", "a")], |v| v == 3600.0).await;
     setup.write_config(&sim.api_url, "      - { name: b, kind: mount, vm: canary-win01, interval: 2h }\n");
-    exporter.wait_metric("veeam_em_probe_interval_seconds", &[("probe", "b")], |v| v == 7200.0).await;
-    assert_eq!(value(&exporter.metrics().await, "veeam_em_probe_interval_seconds", &[("probe", "a")]), None);
+    exporter.wait_metric("veeam_restore_probe_interval_seconds", &[("probe", "b")], |v| v == 7200.0).await;
+    assert_eq!(value(&exporter.metrics().await, "veeam_restore_probe_interval_seconds", &[("probe", "a")]), None);
 
     std::fs::write(setup.config_path(), "targets: [ broken\n").unwrap();
     exporter.wait_metric("veeam_restore_exporter_config_last_reload_successful", &[], |v| v == 0.0).await;
     let m = exporter.metrics().await;
-    assert_eq!(value(&m, "veeam_em_probe_interval_seconds", &[("probe", "b")]), Some(7200.0), "the old config stays");
+    assert_eq!(
+        value(&m, "veeam_restore_probe_interval_seconds", &[("probe", "b")]),
+        Some(7200.0),
+        "the old config stays"
+    );
     // An observation window of five check intervals, in which a retrying loop would log again.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let failed = exporter.logs().matches("configuration reload failed").count();
@@ -375,12 +380,12 @@ async fn a_probe_runs_on_request_once_at_a_time_and_only_with_the_lifecycle_flag
     let sim = start_sim().await;
     let setup = Setup::new(&sim.api_url, "      - { name: a, kind: mount, vm: canary-win01, interval: 1h }\n");
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
-    exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", "a")], |v| v == 1.0).await;
+    exporter.wait_metric("veeam_restore_probe_runs_total", &[("probe", "a")], |v| v == 1.0).await;
     let client = reqwest::Client::new();
     let post = |query: &str| client.post(exporter.url(&format!("/-/probe?{query}"))).send();
 
     assert_eq!(post("target=sim&probe=a").await.unwrap().status(), 202);
-    exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", "a")], |v| v == 2.0).await;
+    exporter.wait_metric("veeam_restore_probe_runs_total", &[("probe", "a")], |v| v == 2.0).await;
     let page = reqwest::get(exporter.url("/")).await.unwrap().text().await.unwrap();
     assert!(page.contains("success (manual)") && page.contains("Run now"), "the landing page shows it");
 
@@ -396,7 +401,7 @@ async fn a_probe_runs_on_request_once_at_a_time_and_only_with_the_lifecycle_flag
     })
     .await;
     assert_eq!(post("target=sim&probe=a").await.unwrap().status(), 409);
-    exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", "a")], |v| v == 3.0).await;
+    exporter.wait_metric("veeam_restore_probe_runs_total", &[("probe", "a")], |v| v == 3.0).await;
     assert_eq!(post("target=sim&probe=nope").await.unwrap().status(), 404);
     assert_eq!(post("target=sim").await.unwrap().status(), 400);
     drop(exporter);
@@ -429,18 +434,21 @@ async fn a_restored_canary_timestamp_proves_the_data_is_fresh() {
                  interval: 2s, content_timestamp: { format: rfc3339, max_age: 26h } }\n";
     let setup = Setup::new(&sim.api_url, probe);
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
-    exporter.wait_metric("veeam_em_probe_success", &[("probe", "fresh")], |v| v == 1.0).await;
-    let age = exporter.wait_metric("veeam_em_restored_content_age_seconds", &[("probe", "fresh")], |v| v > 0.0).await;
+    exporter.wait_metric("veeam_restore_probe_success", &[("probe", "fresh")], |v| v == 1.0).await;
+    let age = exporter.wait_metric("veeam_restore_probe_content_age_seconds", &[("probe", "fresh")], |v| v > 0.0).await;
     assert!((7000.0..7400.0).contains(&age), "about two hours: {age}");
     let m = exporter.metrics().await;
-    assert_eq!(value(&m, "veeam_em_restored_content_max_age_seconds", &[("probe", "fresh")]), Some(26.0 * 3600.0));
+    assert_eq!(value(&m, "veeam_restore_probe_content_max_age_seconds", &[("probe", "fresh")]), Some(26.0 * 3600.0));
 
     // The VM's task stopped writing (or the backup captured old data): 30 h old.
     sim.set_guest_file("canary-win01", "C:/canary/stamp.txt", &written(30));
     exporter
-        .wait_metric("veeam_em_probe_failures_total", &[("probe", "fresh"), ("reason", "stale_content")], |v| v >= 1.0)
+        .wait_metric("veeam_restore_probe_failures_total", &[("probe", "fresh"), ("reason", "stale_content")], |v| {
+            v >= 1.0
+        })
         .await;
-    let age = value(&exporter.metrics().await, "veeam_em_restored_content_age_seconds", &[("probe", "fresh")]).unwrap();
+    let age =
+        value(&exporter.metrics().await, "veeam_restore_probe_content_age_seconds", &[("probe", "fresh")]).unwrap();
     assert!(age > 29.0 * 3600.0, "{age}");
     let page = reqwest::get(exporter.url("/")).await.unwrap().text().await.unwrap();
     assert!(page.contains("more than max_age 1d2h"), "the landing page says why");
@@ -451,10 +459,12 @@ async fn a_restored_canary_timestamp_proves_the_data_is_fresh() {
     let probe = probe.replace("rfc3339", "unix");
     setup.write_config(&sim.api_url, &probe);
     reload(&exporter).await;
-    exporter.wait_metric("veeam_em_restored_content_age_seconds", &[("probe", "fresh")], |v| v < 600.0).await;
+    exporter.wait_metric("veeam_restore_probe_content_age_seconds", &[("probe", "fresh")], |v| v < 600.0).await;
     sim.set_guest_file("canary-win01", "C:/canary/stamp.txt", "not a time");
     exporter
-        .wait_metric("veeam_em_probe_failures_total", &[("probe", "fresh"), ("reason", "verify_failed")], |v| v >= 1.0)
+        .wait_metric("veeam_restore_probe_failures_total", &[("probe", "fresh"), ("reason", "verify_failed")], |v| {
+            v >= 1.0
+        })
         .await;
     sim.shutdown().await;
 }

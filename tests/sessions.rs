@@ -31,11 +31,14 @@ async fn two_server_errors_on_unmount_then_sigterm_leave_nothing_behind() {
     sim.add_fault(server_error(Endpoint::MountDelete, Some(2)));
     let setup = Setup::new(&sim.api_url, MOUNT_1H);
     let mut exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
-    exporter.wait_metric("veeam_em_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
+    exporter.wait_metric("veeam_restore_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
     assert_eq!(requests_to(&sim, Endpoint::MountDelete), 3, "two 500s, then the deleting attempt");
     let m = exporter.metrics().await;
-    assert_eq!(value(&m, "veeam_em_api_requests_total", &[("endpoint", "mount_delete"), ("code", "500")]), Some(2.0));
-    assert_eq!(value(&m, "veeam_em_probe_failures_total", &[("reason", "unmount_failed")]), Some(0.0));
+    assert_eq!(
+        value(&m, "veeam_restore_em_requests_total", &[("endpoint", "mount_delete"), ("code", "500")]),
+        Some(2.0)
+    );
+    assert_eq!(value(&m, "veeam_restore_probe_failures_total", &[("reason", "unmount_failed")]), None);
     exporter.signal("TERM");
     assert!(exporter.wait_exit(Duration::from_secs(30)).await.success());
     assert!(sim.state().mounts.is_empty(), "{:?}", sim.state().mounts);
@@ -53,7 +56,9 @@ async fn a_session_that_still_owns_a_mount_is_not_logged_off_and_the_next_start_
     let setup = Setup::new(&sim.api_url, probe);
     let mut exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
     exporter
-        .wait_metric("veeam_em_probe_failures_total", &[("probe", "mount"), ("reason", "unmount_failed")], |v| v == 1.0)
+        .wait_metric("veeam_restore_probe_failures_total", &[("probe", "mount"), ("reason", "unmount_failed")], |v| {
+            v == 1.0
+        })
         .await;
     exporter.signal("TERM");
     assert!(exporter.wait_exit(Duration::from_secs(30)).await.success());
@@ -66,12 +71,12 @@ async fn a_session_that_still_owns_a_mount_is_not_logged_off_and_the_next_start_
 
     sim.clear_faults();
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
-    exporter.wait_metric("veeam_em_orphaned_mounts_cleaned_total", &[("target", "sim")], |v| v >= 1.0).await;
+    exporter.wait_metric("veeam_restore_orphaned_mounts_cleaned_total", &[("target", "sim")], |v| v >= 1.0).await;
     eventually(Duration::from_secs(20), "the old session to be logged off", || async {
         (sim.state().mounts.is_empty() && alive_sessions(&sim) == 1 && setup.records() == 0).then_some(())
     })
     .await;
-    assert!(value(&exporter.metrics().await, "veeam_em_logoffs_total", &[("target", "sim")]).unwrap() >= 1.0);
+    assert!(value(&exporter.metrics().await, "veeam_restore_em_logoffs_total", &[("target", "sim")]).unwrap() >= 1.0);
     sim.shutdown().await;
 }
 
@@ -83,17 +88,17 @@ async fn next_run_after_em_forgot_the_session(probe: &str, yaml: &str) {
     // A keep-alive far away: only the run itself can notice the dead session.
     let setup = Setup::with(&sim.api_url, yaml, "canary", "10m");
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
-    exporter.wait_metric("veeam_em_probe_success", &[("probe", probe)], |v| v == 1.0).await;
-    let runs = value(&exporter.metrics().await, "veeam_em_probe_runs_total", &[("probe", probe)]).unwrap();
-    exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", probe)], |v| v >= runs + 1.0).await;
+    exporter.wait_metric("veeam_restore_probe_success", &[("probe", probe)], |v| v == 1.0).await;
+    let runs = value(&exporter.metrics().await, "veeam_restore_probe_runs_total", &[("probe", probe)]).unwrap();
+    exporter.wait_metric("veeam_restore_probe_runs_total", &[("probe", probe)], |v| v >= runs + 1.0).await;
     assert!(sim.expire_sessions() >= 1, "as if EM restarted");
-    exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", probe)], |v| v >= runs + 3.0).await;
+    exporter.wait_metric("veeam_restore_probe_runs_total", &[("probe", probe)], |v| v >= runs + 3.0).await;
     let m = exporter.metrics().await;
-    let failures = value(&m, "veeam_em_probe_failures_total", &[("probe", probe), ("reason", "session_expired")]);
+    let failures = value(&m, "veeam_restore_probe_runs_total", &[("probe", probe), ("result", "failure")]);
     let log = exporter.logs().lines().filter(|l| l.contains("probe failed")).collect::<Vec<_>>().join("\n");
     assert_eq!(failures, Some(0.0), "{log}");
-    assert_eq!(value(&m, "veeam_em_probe_success", &[("probe", probe)]), Some(1.0));
-    assert!(value(&m, "veeam_em_logons_total", &[("target", "sim")]).unwrap() >= 2.0);
+    assert_eq!(value(&m, "veeam_restore_probe_success", &[("probe", probe)]), Some(1.0));
+    assert!(value(&m, "veeam_restore_em_logons_total", &[("target", "sim")]).unwrap() >= 2.0);
     sim.shutdown().await;
 }
 
@@ -133,9 +138,9 @@ async fn sigkill_at_random_moments_leaves_no_mount_and_at_most_one_session() {
         exporter.wait_exit(Duration::from_secs(10)).await;
     }
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
-    let runs = value(&exporter.metrics().await, "veeam_em_probe_runs_total", &[("probe", "mount")]).unwrap_or(0.0);
-    exporter.wait_metric("veeam_em_probe_runs_total", &[("probe", "mount")], |v| v >= runs + 2.0).await;
-    exporter.wait_metric("veeam_em_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
+    let runs = value(&exporter.metrics().await, "veeam_restore_probe_runs_total", &[("probe", "mount")]).unwrap_or(0.0);
+    exporter.wait_metric("veeam_restore_probe_runs_total", &[("probe", "mount")], |v| v >= runs + 2.0).await;
+    exporter.wait_metric("veeam_restore_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
     eventually(Duration::from_secs(30), "leftovers of the killed processes to be cleaned", || async {
         let state = sim.state();
         let orphans = state.mounts.iter().filter(|m| !m.session_alive).count();
@@ -144,9 +149,9 @@ async fn sigkill_at_random_moments_leaves_no_mount_and_at_most_one_session() {
     })
     .await;
     let m = exporter.metrics().await;
-    assert_eq!(value(&m, "veeam_em_orphaned_mounts", &[("state", "unresolved")]), Some(0.0));
+    assert_eq!(value(&m, "veeam_restore_orphaned_mounts", &[("state", "unresolved")]), Some(0.0));
     assert!(
-        value(&m, "veeam_em_logoffs_total", &[("target", "sim")]).unwrap() >= 1.0,
+        value(&m, "veeam_restore_em_logoffs_total", &[("target", "sim")]).unwrap() >= 1.0,
         "crashed sessions were logged off"
     );
     let mut exporter = exporter;

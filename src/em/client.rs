@@ -85,6 +85,27 @@ impl Endpoint {
         Endpoint::RestoreSession,
     ];
 
+    /// The groups request durations are kept by: few, so histograms stay cheap.
+    pub const FAMILIES: &'static [&'static str] = &["session", "query", "mount", "restore", "task"];
+
+    pub fn family(self) -> &'static str {
+        match self {
+            Endpoint::ApiRoot | Endpoint::Logon | Endpoint::Logoff | Endpoint::LogonSession => "session",
+            Endpoint::Query => "query",
+            Endpoint::MountCreate
+            | Endpoint::MountList
+            | Endpoint::MountGet
+            | Endpoint::MountBrowse
+            | Endpoint::MountDelete => "mount",
+            Endpoint::FileRestore
+            | Endpoint::Download
+            | Endpoint::CatalogBrowse
+            | Endpoint::CatalogRestore
+            | Endpoint::RestoreSession => "restore",
+            Endpoint::Task | Endpoint::TaskDelete => "task",
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Endpoint::ApiRoot => "api_root",

@@ -48,7 +48,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// Every value [`Error::reason`] can return, so callers can pre-initialise metric labels.
+    /// Every value [`Error::reason`] can return.
     pub const REASONS: &'static [&'static str] = &[
         "logon_failed",
         "session_expired",

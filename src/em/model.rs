@@ -371,6 +371,8 @@ impl RestoreSessionResult {
 #[derive(Clone, Debug)]
 pub struct RestoreSession {
     pub href: String,
+    /// `urn:veeam:RestoreSession:<id>`.
+    pub uid: Option<String>,
     pub name: Option<String>,
     pub vm_display_name: Option<String>,
     pub job_type: Option<String>,
@@ -401,6 +403,7 @@ impl RestoreSession {
         let progress = node.str("Progress").and_then(|p| p.parse::<f64>().ok()).unwrap_or(0.0);
         Ok(RestoreSession {
             href: required(node, "Href", "RestoreSession")?,
+            uid: node.str("UID"),
             name: node.str("Name"),
             vm_display_name: node.str("VmDisplayName"),
             job_type: node.str("JobType"),

@@ -300,6 +300,26 @@ impl Session {
         RestoreSession::decode(doc.root())
     }
 
+    /// One page of `query?type=RestoreSession&format=Entities` with `filter`, sorted ascending
+    /// by `sort_asc`, and the number of pages EM reports (`PagingInfo/@PagesCount`; 1 when
+    /// absent). The filter is the caller's to re-apply: EM may ignore parts of it.
+    pub async fn restore_sessions_page(
+        &self,
+        filter: &str,
+        sort_asc: &str,
+        page: u32,
+        page_size: u32,
+    ) -> Result<(Vec<RestoreSession>, u32)> {
+        let query = format!(
+            "query?type=RestoreSession&format=Entities&sortAsc={sort_asc}&pageSize={page_size}&page={page}&filter={}",
+            utf8_percent_encode(filter, QUERY_VALUE)
+        );
+        let doc = self.get(self.client.url(&query)?, Endpoint::Query).await?;
+        let root = doc.root();
+        let pages = root.child("PagingInfo").and_then(|p| p.str("PagesCount")).and_then(|n| n.parse().ok());
+        Ok((RestoreSession::decode_query(root)?, pages.unwrap_or(1)))
+    }
+
     /// File-level restore sessions still `Working` for a VM: how a mount that can no longer be
     /// reached through the API (its logon session expired) still shows up.
     pub async fn working_flr_sessions(&self, vm: &str) -> Result<Vec<RestoreSession>> {

@@ -30,13 +30,9 @@ impl ProbeKind for CatalogProbe {
         let vm = run.spec.vm.clone();
         run.skip_if_shutting_down(Phase::Browse)?;
         let browse = session.browse_catalog_point(&vm, &point.id);
-        let browsed = run.task_step(Phase::Browse, Operation::BrowseVm, browse).await?;
+        run.task_step(Phase::Browse, Operation::BrowseVm, browse).await?;
         let start = session.start_catalog_restore(&vm, &point.id, &self.path);
-        let restored = run.task_step(Phase::Restore, Operation::RestoreFile, start).await;
-        // Deleted only now: whether deleting the browse task ends the browse is undocumented.
-        run.forget_task(&browsed).await;
-        let task = restored?;
-        run.forget_task(&task).await;
+        let task = run.task_step(Phase::Restore, Operation::RestoreFile, start).await?;
         let href = task.related().map(|l| l.href.clone()).ok_or(ProbeError::Em {
             phase: Phase::Restore,
             source: em::Error::Decode("RestoreFile task has no Related restore session".into()),

@@ -131,7 +131,6 @@ impl DownloadProbe {
         let session = run.session;
         let start = session.start_download_restore(mount, &self.path);
         let task = run.task_step(Phase::Restore, Operation::FileRestoreFromMountPoint, start).await?;
-        run.forget_task(&task).await;
         let href = task.download().map(|l| l.href.clone()).ok_or(ProbeError::Em {
             phase: Phase::Restore,
             source: em::Error::Decode("FileRestoreFromMountPoint task has no Download link".into()),

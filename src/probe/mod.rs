@@ -42,7 +42,7 @@ pub struct Spec {
     pub steps: StepTimeouts,
     pub kind: Kind,
     /// Labels the user attached (the target's, overridden by the probe's), exported only on
-    /// `veeam_em_probe_info`.
+    /// `veeam_restore_probe_info`.
     pub labels: std::collections::BTreeMap<String, String>,
 }
 
@@ -146,7 +146,6 @@ pub trait RunObserver: Send + Sync {
     fn phase(&self, phase: Phase, took: Duration);
     fn point_created(&self, at: SystemTime);
     fn task(&self, operation: Operation, outcome: TaskOutcome);
-    fn task_poll(&self, operation: Operation);
     /// Progress (0 to 1) of a restore session being followed.
     fn restore_progress(&self, ratio: f64);
     fn restore_session(&self, result: RestoreResult);
@@ -307,7 +306,8 @@ impl RunReport {
 }
 
 /// What the probe runs of one target have in flight, so cleanup leaves it alone: their ledger
-/// records and mounts. Also remembers which restore points the probes use, for the sweep.
+/// records and mounts. Also remembers the restore points where a failed mount step may have
+/// left a mount no record knows, for the sweep.
 #[derive(Debug, Default)]
 pub struct InFlight(Mutex<Tracked>);
 
@@ -315,7 +315,7 @@ pub struct InFlight(Mutex<Tracked>);
 struct Tracked {
     records: HashSet<String>,
     mounts: HashSet<String>,
-    points: HashSet<(PointKind, String)>,
+    to_sweep: HashSet<(PointKind, String)>,
 }
 
 impl InFlight {
@@ -328,9 +328,13 @@ impl InFlight {
     pub fn has_mount(&self, href: &str) -> bool {
         self.with(|t| t.mounts.contains(href))
     }
-    /// The restore points probes have mounted, as `(kind, mounts href)`.
-    pub fn points(&self) -> Vec<(PointKind, String)> {
-        self.with(|t| t.points.iter().cloned().collect())
+    /// The restore points to sweep, as `(kind, mounts href)`.
+    pub fn to_sweep(&self) -> Vec<(PointKind, String)> {
+        self.with(|t| t.to_sweep.iter().cloned().collect())
+    }
+    /// The point was swept: nothing is left there that no run owns.
+    pub fn swept(&self, point: &(PointKind, String)) {
+        self.with(|t| t.to_sweep.remove(point));
     }
     /// True when no run holds a record (so no mount can be in progress).
     pub fn is_idle(&self) -> bool {

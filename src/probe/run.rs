@@ -153,7 +153,7 @@ impl<'a> Run<'a> {
 
     /// A step that starts an EM task and waits for it (browse, restore): its phase covers both.
     /// A shutdown ends the wait; such tasks need no cleanup of their own (a mount, if any, is
-    /// the caller's). The finished task is returned for its links; deleting it is the caller's.
+    /// the caller's). The finished task is returned for its links.
     pub(super) async fn task_step(
         &mut self,
         phase: Phase,
@@ -239,10 +239,7 @@ impl<'a> Run<'a> {
     ) -> Result<Task, ProbeError> {
         let session = self.session;
         let href = task.href.clone();
-        let fetch = || {
-            self.observer.task_poll(operation);
-            session.task(&href)
-        };
+        let fetch = || session.task(&href);
         let outcome = match self.poll(deadline, cancellable, Some(task), fetch, Task::is_finished).await {
             Ok(task) => task.into_outcome().map_err(|source| ProbeError::Em { phase, source }),
             Err(PollEnd::Timeout) => {
@@ -297,10 +294,12 @@ impl<'a> Run<'a> {
         outcome
     }
 
-    /// Best-effort housekeeping: finished tasks are removed, as EM's own clients do.
-    pub(super) async fn forget_task(&self, task: &Task) {
+    /// Stops a task that is still running ("To stop the task execution, send DELETE
+    /// /tasks/{ID}"). Finished tasks are left alone: they belong to the logon session, and
+    /// deleting them would cost a request per run for housekeeping EM does not ask for.
+    async fn stop_task(&self, task: &Task) {
         if let Err(e) = self.session.delete_task(task).await {
-            tracing::debug!(err = %e, task = %task.id, "could not delete finished task");
+            tracing::debug!(err = %e, task = %task.id, "could not stop the task");
         }
     }
 
@@ -323,17 +322,19 @@ impl<'a> Run<'a> {
             mount_href: None,
             created_at: SystemTime::now(),
         };
-        self.in_flight.with(|t| {
-            t.records.insert(record.id.clone());
-            t.points.insert((point.kind, point.mounts_href()));
-        });
+        self.in_flight.with(|t| t.records.insert(record.id.clone()));
+        let mounts_href = point.mounts_href();
         let result = match self.ledger.save(&record).map_err(ProbeError::State) {
             Ok(()) => self.mount_recorded(point, os, record.clone()).await,
             Err(e) => Err(e),
         };
         if result.is_err() {
-            // Whatever is left is now the cleanup's business.
-            self.in_flight.with(|t| t.records.remove(&record.id));
+            // Whatever is left is now the cleanup's business, and a mount may exist that no
+            // record knows (a task that finished after its step timed out): sweep the point.
+            self.in_flight.with(|t| {
+                t.records.remove(&record.id);
+                t.to_sweep.insert((record.point_kind, mounts_href));
+            });
         }
         self.record_phase(Phase::Mount, started.elapsed());
         result
@@ -370,9 +371,8 @@ impl<'a> Run<'a> {
                 if let ProbeError::Em { source: em::Error::TaskFailed { .. }, .. } = &e {
                     let _ = self.ledger.remove(&record.id);
                 } else if let ProbeError::StepTimeout { .. } = &e {
-                    // "To stop the task execution, send DELETE /tasks/{ID}" (docs/em-api-notes.md).
                     // The record stays: cleanup sweeps any mount the task still produced.
-                    self.forget_task(&task).await;
+                    self.stop_task(&task).await;
                 }
                 return Err(e);
             }
@@ -388,7 +388,6 @@ impl<'a> Run<'a> {
             // The mount exists and must still be deleted; report after unmounting.
             tracing::error!(err = %e, "cannot update mount record");
         }
-        self.forget_task(&finished).await;
         Ok(Mounted { point, mount, record })
     }
 
@@ -414,7 +413,7 @@ impl<'a> Run<'a> {
     /// `DELETE` the mount, then list the point's mounts to confirm it is gone. Transient
     /// failures (5xx, timeouts, transport, garbled bodies, a mount still listed) are retried
     /// with backoff until `deadline`; a 404 on `DELETE` means already gone (the listing
-    /// confirms it). Each attempt shows in `veeam_em_api_requests_total{endpoint="mount_delete"}`.
+    /// confirms it). Each attempt shows in `veeam_restore_em_requests_total{endpoint="mount_delete"}`.
     async fn delete_and_confirm(&self, mounted: &Mounted, deadline: Instant) -> Result<(), String> {
         let session = self.session;
         let href = mounted.mount.delete_href();

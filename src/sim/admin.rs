@@ -1,7 +1,7 @@
 //! The simulator's own admin API under `/sim/` (JSON): the request log, faults, session
 //! expiry, state, releasing unreachable mounts, timings. Not part of EM.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -10,7 +10,7 @@ use bytes::Bytes;
 use std::time::Instant;
 
 use super::Sim;
-use super::world::{Fault, LoggedRequest, StateView, Timings};
+use super::world::{ExternalRestore, Fault, LoggedRequest, StateView, Timings};
 
 pub(super) fn routes() -> Router<Sim> {
     Router::new()
@@ -21,6 +21,9 @@ pub(super) fn routes() -> Router<Sim> {
         .route("/sim/mounts/release", post(admin_release))
         .route("/sim/timings", get(admin_timings).put(admin_set_timings))
         .route("/sim/files", axum::routing::put(admin_set_file))
+        .route("/sim/restoreSessions", post(admin_add_restore))
+        .route("/sim/restoreSessions/{id}/stop", post(admin_stop_restore))
+        .route("/sim/restoreSessions/{id}", axum::routing::delete(admin_remove_restore))
 }
 
 async fn admin_requests(State(sim): State<Sim>) -> Json<Vec<LoggedRequest>> {
@@ -93,6 +96,40 @@ async fn admin_set_file(State(sim): State<Sim>, body: Bytes) -> Response {
         Ok(f) => (StatusCode::NOT_FOUND, format!("no VM {:?}\n", f.vm)).into_response(),
         Err(e) => (StatusCode::BAD_REQUEST, format!("invalid file: {e}\n")).into_response(),
     }
+}
+
+/// `POST /sim/restoreSessions`: a restore another user started (see [`ExternalRestore`]).
+async fn admin_add_restore(State(sim): State<Sim>, body: Bytes) -> Response {
+    let spec = match serde_json::from_slice::<ExternalRestore>(&body) {
+        Ok(spec) => spec,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid restore session: {e}\n")).into_response(),
+    };
+    match sim.world().add_external_restore(spec, Instant::now()) {
+        Ok(id) => (StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response(),
+        Err(e) => (StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST), format!("{e}\n")).into_response(),
+    }
+}
+
+/// `POST /sim/restoreSessions/{id}/stop` with `{"result": "Failed"}` (default `Success`).
+async fn admin_stop_restore(State(sim): State<Sim>, Path(id): Path<String>, body: Bytes) -> Response {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Stop {
+        result: Option<String>,
+    }
+    let stop = if body.is_empty() { Ok(Stop::default()) } else { serde_json::from_slice::<Stop>(&body) };
+    let stop = match stop {
+        Ok(stop) => stop,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid stop: {e}\n")).into_response(),
+    };
+    match sim.world().stop_external_restore(&id, stop.result.as_deref().unwrap_or("Success")) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST), format!("{e}\n")).into_response(),
+    }
+}
+
+async fn admin_remove_restore(State(sim): State<Sim>, Path(id): Path<String>) -> StatusCode {
+    if sim.world().remove_restore_session(&id) { StatusCode::NO_CONTENT } else { StatusCode::NOT_FOUND }
 }
 
 /// Parses a `--fault` flag: `kind=status,status=503,endpoint=mount_create,times=2`.

@@ -13,7 +13,10 @@
 //! Admin endpoints (JSON): `GET /sim/requests` (request log), `DELETE /sim/requests`,
 //! `GET|POST|DELETE /sim/faults`, `POST /sim/sessions/expire`, `GET /sim/state`,
 //! `POST /sim/mounts/release` (an operator stopping unreachable mounts), `GET|PUT /sim/timings`,
-//! `PUT /sim/files` (`{"vm", "path", "content"}`: a guest file's content in the VM's points).
+//! `PUT /sim/files` (`{"vm", "path", "content"}`: a guest file's content in the VM's points),
+//! `POST /sim/restoreSessions` (`{"vm", "job_type", "age", "duration"?, "result"?}`: a restore
+//! another user started; answers `{"id"}`), `POST /sim/restoreSessions/{id}/stop`
+//! (`{"result"}`), `DELETE /sim/restoreSessions/{id}`.
 //!
 //! # Example
 //!
@@ -57,7 +60,8 @@ pub use admin::parse_fault_flag;
 pub use inventory::{DEFAULT_INVENTORY, InventoryFile};
 pub use quirks::Quirk;
 pub use world::{
-    Fault, FaultKind, LoggedRequest, MountView, RestoreSessionView, RestoredFile, SessionView, StateView, Timings,
+    ExternalRestore, Fault, FaultKind, LoggedRequest, MountView, RestoreSessionView, RestoredFile, SessionView,
+    StateView, Timings,
 };
 
 use world::World;
@@ -138,6 +142,21 @@ impl SimServer {
     /// Sets a guest file's content in every restore point of the VM, as `PUT /sim/files` would.
     pub fn set_guest_file(&self, vm: &str, path: &str, content: &str) -> bool {
         self.sim.world().inventory.set_file(vm, path, content)
+    }
+
+    /// Adds a restore session another user started, as `POST /sim/restoreSessions` would.
+    pub fn add_restore_session(&self, spec: ExternalRestore) -> Result<String, String> {
+        self.sim.world().add_external_restore(spec, Instant::now()).map_err(|e| e.to_string())
+    }
+
+    /// Ends a running restore session another user started, with `result`.
+    pub fn stop_restore_session(&self, id: &str, result: &str) -> Result<(), String> {
+        self.sim.world().stop_external_restore(id, result).map_err(|e| e.to_string())
+    }
+
+    /// Forgets a restore session, as EM does after 30 days.
+    pub fn remove_restore_session(&self, id: &str) -> bool {
+        self.sim.world().remove_restore_session(id)
     }
 
     /// The request log, as `GET /sim/requests` would return it.

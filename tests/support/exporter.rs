@@ -164,17 +164,23 @@ fn listen_address(line: &str) -> Option<String> {
     line.split_whitespace().find_map(|f| f.strip_prefix("address=")).map(str::to_owned)
 }
 
-/// The value of the series `name` whose labels include all of `labels`.
+/// The sum of the series `name` whose labels include all of `labels` (as PromQL's `sum`);
+/// `None` when there is none.
 pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
-        let (series, v) = line.rsplit_once(' ')?;
-        let (metric, rest) = match series.split_once('{') {
-            Some((m, rest)) => (m, rest),
-            None => (series, ""),
-        };
-        if metric != name {
-            return None;
-        }
-        labels.iter().all(|(k, val)| rest.contains(&format!("{k}=\"{val}\""))).then(|| v.parse().ok())?
-    })
+    let matching: Vec<f64> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            let (series, v) = line.rsplit_once(' ')?;
+            let (metric, rest) = match series.split_once('{') {
+                Some((m, rest)) => (m, rest),
+                None => (series, ""),
+            };
+            if metric != name {
+                return None;
+            }
+            labels.iter().all(|(k, val)| rest.contains(&format!("{k}=\"{val}\""))).then(|| v.parse().ok())?
+        })
+        .collect();
+    (!matching.is_empty()).then(|| matching.iter().sum())
 }

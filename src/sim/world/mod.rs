@@ -18,6 +18,7 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
 pub use faults::{Fault, FaultKind};
+pub use restores::ExternalRestore;
 
 use super::inventory::{Inventory, Point};
 use super::render::{Body, El, link};
@@ -122,6 +123,12 @@ pub(crate) struct SimError {
     pub message: String,
 }
 
+impl std::fmt::Display for SimError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status, self.message)
+    }
+}
+
 fn err(status: u16, message: impl Into<String>) -> SimError {
     SimError { status, message: message.into() }
 }
@@ -202,6 +209,9 @@ enum RestoreKind {
     Mount { ended: Option<SystemTime> },
     /// A catalog file restore running through its states.
     Restore { duration: Duration, result: String },
+    /// A restore someone else started (added under `/sim/restoreSessions`): `Working` until
+    /// stopped, then `Stopped` with its result.
+    External { job_type: String, ended: Option<(SystemTime, String)> },
 }
 
 struct SimRestoreSession {
@@ -221,6 +231,14 @@ struct RestoreView {
 }
 
 impl SimRestoreSession {
+    /// EM's `JobType`: file-level for mounts and catalog restores.
+    fn job_type(&self) -> &str {
+        match &self.kind {
+            RestoreKind::External { job_type, .. } => job_type,
+            _ => "FileLevelRestore",
+        }
+    }
+
     fn view(&self, now: Instant) -> RestoreView {
         match &self.kind {
             RestoreKind::Mount { ended: None } => {
@@ -228,6 +246,12 @@ impl SimRestoreSession {
             }
             RestoreKind::Mount { ended: Some(end) } => {
                 RestoreView { state: "Stopped", result: "Success".into(), progress: 100, end: Some(*end) }
+            }
+            RestoreKind::External { ended: None, .. } => {
+                RestoreView { state: "Working", result: "None".into(), progress: 50, end: None }
+            }
+            RestoreKind::External { ended: Some((end, result)), .. } => {
+                RestoreView { state: "Stopped", result: result.clone(), progress: 100, end: Some(*end) }
             }
             RestoreKind::Restore { duration, result } => {
                 let elapsed = now.saturating_duration_since(self.created).as_secs_f64();

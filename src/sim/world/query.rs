@@ -57,16 +57,23 @@ impl World {
             (None, Some(f)) => (Some(f), false),
             _ => (None, false),
         };
-        if let Some(f) = sort_field.filter(|f| !f.eq_ignore_ascii_case("CreationTime")) {
+        let by_end = sort_field.is_some_and(|f| f.eq_ignore_ascii_case("EndTime"));
+        if let Some(f) = sort_field.filter(|f| !f.eq_ignore_ascii_case("CreationTime") && !by_end) {
             return Err(err(400, format!("Sorting by {f} is not simulated")));
         }
-        let mut rows: Vec<(SystemTime, El, El)> = match qtype {
+        // (creation time, end time, entity, reference)
+        let mut rows: Vec<(SystemTime, Option<SystemTime>, El, El)> = match qtype {
             t if t.eq_ignore_ascii_case("VmRestorePoint") || t.eq_ignore_ascii_case("VmReplicaPoint") => {
                 let kind =
                     if t.eq_ignore_ascii_case("VmRestorePoint") { PointKind::Backup } else { PointKind::Replica };
                 let mut rows = Vec::new();
                 for p in self.inventory.points.iter().filter(|p| p.kind == kind) {
-                    let fields = [("vmdisplayname", p.vm.clone()), ("vmname", p.vm.clone()), ("uid", p.id.clone())];
+                    let fields = [
+                        ("vmdisplayname", p.vm.clone()),
+                        ("vmname", p.vm.clone()),
+                        ("uid", p.id.clone()),
+                        ("creationtime", rfc3339(p.created)),
+                    ];
                     if matches(&filter, &fields)? {
                         let entity = self.point_entity(p, point_type(kind));
                         let reference = El::new("Ref")
@@ -74,27 +81,30 @@ impl World {
                             .attr("Href", format!("{}/{}/{}", self.base, collection(kind), p.id))
                             .attr("Name", format!("{}@{}", p.vm, name_time(p.created)))
                             .attr("UID", format!("urn:veeam:{}:{}", point_type(kind), p.id));
-                        rows.push((p.created, entity, reference));
+                        rows.push((p.created, None, entity, reference));
                     }
                 }
                 rows
             }
             t if t.eq_ignore_ascii_case("RestoreSession") => {
                 let mut rows = Vec::new();
-                for r in &self.restore_sessions {
+                for r in self.recent_restore_sessions() {
                     let v = r.view(now);
                     let fields = [
                         ("vmdisplayname", r.vm.clone()),
-                        ("type", "FileLevelRestore".to_owned()),
-                        ("jobtype", "FileLevelRestore".to_owned()),
+                        ("type", r.job_type().to_owned()),
+                        ("jobtype", r.job_type().to_owned()),
                         ("state", v.state.to_owned()),
                         ("result", v.result.clone()),
+                        ("uid", r.id.clone()),
+                        ("creationtime", rfc3339(r.created_wall)),
+                        ("endtime", v.end.map(rfc3339).unwrap_or_default()),
                     ];
                     if matches(&filter, &fields)? {
                         let reference = El::new("Ref")
                             .attr("Type", "RestoreSessionReference")
                             .attr("Href", format!("{}/restoreSessions/{}", self.base, r.id));
-                        rows.push((r.created_wall, self.restore_session_entity(r, now), reference));
+                        rows.push((r.created_wall, v.end, self.restore_session_entity(r, now), reference));
                     }
                 }
                 rows
@@ -102,7 +112,10 @@ impl World {
             other => return Err(err(400, format!("Query type {other} is not simulated"))),
         };
         if sort_field.is_some() {
-            rows.sort_by_key(|(t, _, _)| *t);
+            // Sessions still running have no end time: they sort after the ended ones.
+            rows.sort_by_key(
+                |(created, end, _, _)| if by_end { (end.is_none(), *end) } else { (false, Some(*created)) },
+            );
             if descending {
                 rows.reverse();
             }
@@ -121,17 +134,32 @@ impl World {
             _ => "RestoreSessions",
         };
         let result = if entities {
-            El::new("QueryResult").node(El::new("Entities").query_list(plural, rows.into_iter().map(|r| r.1).collect()))
+            El::new("QueryResult").node(El::new("Entities").query_list(plural, rows.into_iter().map(|r| r.2).collect()))
         } else {
-            El::new("QueryResult").query_list("Refs", rows.into_iter().map(|r| r.2).collect())
+            El::new("QueryResult").query_list("Refs", rows.into_iter().map(|r| r.3).collect())
         };
         Ok(Body::Entity(result.node(paging)))
     }
 }
 
-type Filter = Vec<(String, bool, String)>;
+type Filter = Vec<(String, Op, String)>;
 
-/// Parses `Field==Value;Field!="quoted ""value"""`. Only AND (`;`) is simulated.
+/// The documented comparisons (`query_comparison.html`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Eq,
+    Ne,
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+/// Fields compared as times; EM "accepts only UTC-formatted DateTime values".
+const TIME_FIELDS: &[&str] = &["creationtime", "endtime"];
+
+/// Parses `Field==Value;Field!="quoted ""value""";EndTime>=2026-01-01T00:00:00`. Only AND
+/// (`;`) is simulated.
 fn parse_filter(filter: &str) -> Result<Filter, SimError> {
     let mut terms = Vec::new();
     let mut current = String::new();
@@ -160,11 +188,11 @@ fn parse_filter(filter: &str) -> Result<Filter, SimError> {
     }
     raw_terms.push(current);
     for term in raw_terms.into_iter().filter(|t| !t.trim().is_empty()) {
-        let (field, equal, value) = if let Some((f, v)) = term.split_once("!=") {
-            (f, false, v)
-        } else if let Some((f, v)) = term.split_once("==") {
-            (f, true, v)
-        } else {
+        // Two-character operators first: `>=` must not be read as `>`.
+        let ops = [(">=", Op::Ge), ("<=", Op::Le), ("!=", Op::Ne), ("==", Op::Eq), (">", Op::Gt), ("<", Op::Lt)];
+        let Some((field, op, value)) =
+            ops.iter().find_map(|(token, op)| term.split_once(token).map(|(f, v)| (f, *op, v)))
+        else {
             return Err(err(400, format!("Unsupported filter term {term}")));
         };
         let value = value.trim();
@@ -173,19 +201,42 @@ fn parse_filter(filter: &str) -> Result<Filter, SimError> {
             // Unquoted: the server ignores spaces (docs/em-api-notes.md §3.1).
             None => value.replace(' ', ""),
         };
-        terms.push((field.trim().to_ascii_lowercase(), equal, value));
+        let field = field.trim().to_ascii_lowercase();
+        if TIME_FIELDS.contains(&field.as_str()) && humantime::parse_rfc3339_weak(&value).is_err() {
+            return Err(err(400, format!("Filter value {value:?} for {field} is not a UTC DateTime")));
+        }
+        if !matches!(op, Op::Eq | Op::Ne) && !TIME_FIELDS.contains(&field.as_str()) {
+            return Err(err(400, format!("Ordering comparisons on {field} are not simulated")));
+        }
+        terms.push((field, op, value));
     }
     Ok(terms)
 }
 
 fn matches(filter: &Filter, fields: &[(&str, String)]) -> Result<bool, SimError> {
-    for (field, equal, value) in filter {
+    for (field, op, value) in filter {
         let actual = fields
             .iter()
             .find(|(f, _)| f == field)
             .map(|(_, v)| v)
             .ok_or_else(|| err(400, format!("Filtering by {field} is not simulated")))?;
-        if actual.eq_ignore_ascii_case(value) != *equal {
+        let holds = if TIME_FIELDS.contains(&field.as_str()) {
+            // A missing time (a session still running has no end) satisfies no comparison.
+            let (Ok(a), Ok(b)) = (humantime::parse_rfc3339_weak(actual), humantime::parse_rfc3339_weak(value)) else {
+                return Ok(false);
+            };
+            match op {
+                Op::Eq => a == b,
+                Op::Ne => a != b,
+                Op::Gt => a > b,
+                Op::Ge => a >= b,
+                Op::Lt => a < b,
+                Op::Le => a <= b,
+            }
+        } else {
+            actual.eq_ignore_ascii_case(value) == (*op == Op::Eq)
+        };
+        if !holds {
             return Ok(false);
         }
     }
@@ -201,10 +252,24 @@ mod tests {
         let f = parse_filter(r#"VmDisplayName=="my ""vm"";x";State!=Working"#).unwrap();
         assert_eq!(
             f,
-            vec![("vmdisplayname".into(), true, "my \"vm\";x".into()), ("state".into(), false, "Working".into())]
+            vec![("vmdisplayname".into(), Op::Eq, "my \"vm\";x".into()), ("state".into(), Op::Ne, "Working".into())]
         );
         assert!(parse_filter("a==1,b==2").is_err());
         assert!(parse_filter("a==\"x").is_err());
         assert!(parse_filter("a=1").is_err());
+        assert!(parse_filter("State>=Working").is_err(), "ordering only on times");
+        assert!(parse_filter("EndTime>=yesterday").is_err(), "times must be UTC DateTimes");
+    }
+
+    #[test]
+    fn time_comparisons_follow_the_documented_operators() {
+        let f = parse_filter("EndTime>=2026-01-01T10:00:00;CreationTime<2026-01-01T10:00:00Z").unwrap();
+        assert_eq!(f[0].1, Op::Ge);
+        assert_eq!(f[1].1, Op::Lt);
+        let row = |created: &str, end: &str| vec![("creationtime", created.to_owned()), ("endtime", end.to_owned())];
+        assert!(matches(&f, &row("2026-01-01T09:00:00Z", "2026-01-01T10:00:00Z")).unwrap());
+        assert!(!matches(&f, &row("2026-01-01T09:00:00Z", "2026-01-01T09:59:59Z")).unwrap());
+        assert!(!matches(&f, &row("2026-01-01T10:00:00Z", "2026-01-01T11:00:00Z")).unwrap());
+        assert!(!matches(&f, &row("2026-01-01T09:00:00Z", "")).unwrap(), "a running session has no end time");
     }
 }

@@ -136,7 +136,7 @@ impl World {
             .attr("UID", format!("urn:veeam:RestoreSession:{}", r.id))
             .attr("VmDisplayName", r.vm.clone())
             .links(vec![alternate, related])
-            .field("JobType", "FileLevelRestore")
+            .field("JobType", r.job_type().to_owned())
             .field("CreationTimeUTC", rfc3339(r.created_wall))
             .opt_field("EndTimeUTC", v.end.map(rfc3339))
             .field("State", v.state)
@@ -174,5 +174,83 @@ impl World {
                 ])
                 .list("SupportedVersions", versions),
         )
+    }
+}
+
+/// How long EM lists restore sessions: "only … the sessions that has been created for the last
+/// 30 days" (`get_restoresessions.html`).
+const RESTORE_SESSION_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A restore someone else started, as `POST /sim/restoreSessions` describes it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalRestore {
+    pub vm: String,
+    /// EM's `JobType`, e.g. `FileLevelRestore` or `RestoreVm`.
+    pub job_type: String,
+    /// How long ago it started.
+    #[serde(with = "humantime_serde")]
+    pub age: Duration,
+    /// How long it ran; absent while it still runs.
+    #[serde(default, with = "humantime_serde")]
+    pub duration: Option<Duration>,
+    /// `Success`, `Warning` or `Failed` once ended (default `Success`).
+    #[serde(default)]
+    pub result: Option<String>,
+}
+
+impl World {
+    /// Restore sessions EM still lists (the last 30 days).
+    pub(super) fn recent_restore_sessions(&self) -> impl Iterator<Item = &SimRestoreSession> {
+        let since = SystemTime::now() - RESTORE_SESSION_WINDOW;
+        self.restore_sessions.iter().filter(move |r| r.created_wall >= since)
+    }
+
+    /// Adds a restore session another user started, on a VM of the inventory.
+    pub(crate) fn add_external_restore(&mut self, spec: ExternalRestore, now: Instant) -> Result<String, SimError> {
+        let point = self
+            .inventory
+            .points
+            .iter()
+            .filter(|p| p.kind == PointKind::Backup && p.vm.eq_ignore_ascii_case(&spec.vm))
+            .max_by_key(|p| p.created)
+            .cloned()
+            .ok_or_else(|| err(404, format!("VM {} has no backup point", spec.vm)))?;
+        if spec.duration.is_some_and(|d| d > spec.age) {
+            return Err(err(400, "duration is longer than age: the session would end in the future"));
+        }
+        let started = SystemTime::now() - spec.age;
+        let ended = spec.duration.map(|d| (started + d, spec.result.clone().unwrap_or_else(|| "Success".into())));
+        let at = now.checked_sub(spec.age).unwrap_or(now);
+        let kind = RestoreKind::External { job_type: spec.job_type, ended };
+        let id = self.new_restore_session(point, kind, at, now);
+        if let Some(r) = self.restore_sessions.iter_mut().find(|r| r.id == id) {
+            // `at` may have been clamped to the process start; the wall clock is what EM shows.
+            r.created_wall = started;
+        }
+        Ok(id)
+    }
+
+    /// Ends a running external restore now with `result`.
+    pub(crate) fn stop_external_restore(&mut self, id: &str, result: &str) -> Result<(), SimError> {
+        let r = self
+            .restore_sessions
+            .iter_mut()
+            .find(|r| r.id == id)
+            .ok_or_else(|| err(404, format!("Restore session {id} not found")))?;
+        match &mut r.kind {
+            RestoreKind::External { ended: ended @ None, .. } => {
+                *ended = Some((SystemTime::now(), result.to_owned()));
+                Ok(())
+            }
+            _ => Err(err(409, format!("Restore session {id} is not a running external restore"))),
+        }
+    }
+
+    /// Forgets a restore session (as EM does after 30 days).
+    pub(crate) fn remove_restore_session(&mut self, id: &str) -> bool {
+        let before = self.restore_sessions.len();
+        self.restore_sessions.retain(|r| r.id != id);
+        self.restore_sessions.len() < before
     }
 }
