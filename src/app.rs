@@ -234,6 +234,7 @@ impl Exporter {
         let listener = std::net::TcpListener::bind(checked.address)
             .map_err(|e| format!("cannot listen on {}: {e}", checked.address))?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        no_delay(&listener);
         let bound = listener.local_addr().map_err(|e| e.to_string())?;
 
         let metrics = Arc::new(Metrics::new());
@@ -399,5 +400,26 @@ fn reload(path: &Path, state: &WebState, metrics: &Metrics) -> Result<Arc<Config
             tracing::error!(file = %path.display(), err = %e.0.join("; "), "configuration reload failed; keeping the previous configuration");
             Err(e.to_string())
         }
+    }
+}
+
+/// Sets `TCP_NODELAY` on the listening socket, which Linux passes on to accepted connections:
+/// a scrape is written in two parts (cached text, fresh process metrics), and with Nagle's
+/// algorithm the second waits for the client's delayed ACK, 40 ms.
+fn no_delay(listener: &std::net::TcpListener) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt reads `on` for the given length; the descriptor is the listener's own.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        tracing::debug!(err = %std::io::Error::last_os_error(), "cannot set TCP_NODELAY");
     }
 }

@@ -244,7 +244,9 @@ async fn probe_loop(
             return;
         }
         shared.schedule.started(&name, &probe);
-        let mut report = run_once(&target, &probe, &shared).await;
+        // Boxed: a run's state machine is tens of kilobytes, and a thousand waiting probe
+        // loops should not each carry one between runs.
+        let mut report = Box::pin(run_once(&target, &probe, &shared)).await;
         report.manual = manual;
         // A run cut short by shutdown says nothing about restores: it is neither a result to
         // keep nor a failure to count.

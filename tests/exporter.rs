@@ -141,6 +141,19 @@ async fn healthy_runs_of_every_probe_kind_then_clean_shutdown() {
         "metric metadata changed: update tests/golden/metrics.txt with UPDATE_GOLDEN=1"
     );
 
+    // Compressed when asked, as Prometheus asks: the same exposition (process metrics apart).
+    let zipped =
+        reqwest::Client::new().get(exporter.url("/metrics")).header("Accept-Encoding", "gzip").send().await.unwrap();
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    let mut unzipped = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::MultiGzDecoder::new(&zipped.bytes().await.unwrap()[..]),
+        &mut unzipped,
+    )
+    .unwrap();
+    assert_eq!(metadata(&unzipped), metadata(&exporter.metrics().await));
+    assert!(unzipped.contains("\nprocess_cpu_seconds_total "), "process metrics follow as a second gzip member");
+
     let page = reqwest::get(exporter.url("/")).await.unwrap().text().await.unwrap();
     for needle in ["Target sim", "Probe mount", "Probe catalog", "success", "unmount", "restore_session", "/metrics"] {
         assert!(page.contains(needle), "landing page lacks {needle:?}");
