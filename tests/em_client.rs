@@ -9,7 +9,7 @@ use veeam_restore_exporter::em::{
     RestoreSessionState, TaskState,
 };
 use veeam_restore_exporter::secret::Secret;
-use veeam_restore_exporter::sim::{self, Fault, FaultKind, Quirk, SimConfig};
+use veeam_restore_exporter::sim::{self, Call, Fault, FaultKind, Quirk, SimConfig};
 
 use crate::support::{PASSWORD, USER, client, eventually, fast_timings, finish, start_sim, start_sim_with};
 
@@ -221,7 +221,7 @@ async fn mounts_of_an_expired_session_stay_mounted_and_show_as_working_flr_sessi
     let point = first.newest_point(PointKind::Backup, VM).await.unwrap().unwrap();
     let task = finish(&first, &first.start_mount(&point, None).await.unwrap()).await;
     let mount = first.mount_from_task(&task, PointKind::Backup).await.unwrap();
-    sim.add_fault(Fault { endpoint: Some(Endpoint::MountDelete), kind: FaultKind::ExpireSession {}, times: Some(1) });
+    sim.add_fault(Fault { endpoint: Some(Call::MountDelete), kind: FaultKind::ExpireSession {}, times: Some(1) });
 
     let err = first.delete_mount(mount.delete_href()).await.unwrap_err();
     assert_eq!(err.reason(), "session_expired", "{err}");
@@ -289,12 +289,12 @@ async fn request_faults_map_to_typed_errors() {
             if *kind == (FaultKind::ExpireSession {}) {
                 // Needs a live session of its own.
                 let session = client(&sim, format).logon().await.unwrap();
-                sim.add_fault(Fault { endpoint: Some(Endpoint::MountCreate), kind: kind.clone(), times: Some(1) });
+                sim.add_fault(Fault { endpoint: Some(Call::MountCreate), kind: kind.clone(), times: Some(1) });
                 let err = session.start_mount(&point, None).await.unwrap_err();
                 assert_eq!(err.reason(), *reason, "{format:?} {kind:?}: {err}");
                 continue;
             }
-            sim.add_fault(Fault { endpoint: Some(Endpoint::MountCreate), kind: kind.clone(), times: Some(1) });
+            sim.add_fault(Fault { endpoint: Some(Call::MountCreate), kind: kind.clone(), times: Some(1) });
             let err = session.start_mount(&point, None).await.unwrap_err();
             assert_eq!(err.reason(), *reason, "{format:?} {kind:?}: {err}");
             if let FaultKind::Status { message: Some(m), .. } = kind {
@@ -318,7 +318,7 @@ async fn latency_beyond_the_request_timeout_is_a_timeout() {
     let mut config = ClientConfig::new(sim.api_url.parse().unwrap(), USER, Secret::new(PASSWORD));
     config.request_timeout = Duration::from_millis(200);
     let session = Client::new(config, None).unwrap().logon().await.unwrap();
-    sim.add_fault(Fault { endpoint: Some(Endpoint::Query), kind: FaultKind::Latency { ms: 1_000 }, times: Some(1) });
+    sim.add_fault(Fault { endpoint: Some(Call::Query), kind: FaultKind::Latency { ms: 1_000 }, times: Some(1) });
     let err = session.newest_point(PointKind::Backup, VM).await.unwrap_err();
     assert_eq!(err.reason(), "timeout", "{err}");
     sim.shutdown().await;
@@ -331,7 +331,7 @@ async fn task_faults() {
     let point = session.newest_point(PointKind::Backup, VM).await.unwrap().unwrap();
 
     sim.add_fault(Fault {
-        endpoint: Some(Endpoint::MountCreate),
+        endpoint: Some(Call::MountCreate),
         kind: FaultKind::TaskFail { message: Some("Repository is offline".into()) },
         times: Some(1),
     });
@@ -340,7 +340,7 @@ async fn task_faults() {
     assert_eq!(err.reason(), "task_failed");
     assert!(err.to_string().contains("Repository is offline"), "{err}");
 
-    sim.add_fault(Fault { endpoint: Some(Endpoint::MountCreate), kind: FaultKind::TaskStuck {}, times: Some(1) });
+    sim.add_fault(Fault { endpoint: Some(Call::MountCreate), kind: FaultKind::TaskStuck {}, times: Some(1) });
     let stuck = session.start_mount(&point, None).await.unwrap();
     // Well past the simulated task duration the task still runs.
     for _ in 0..10 {
@@ -360,7 +360,7 @@ async fn restore_session_results_failed_and_warning() {
     finish(&session, &session.browse_catalog_point(VM, &point.id).await.unwrap()).await;
     for (result, expected) in [("Failed", RestoreSessionResult::Failed), ("Warning", RestoreSessionResult::Warning)] {
         sim.add_fault(Fault {
-            endpoint: Some(Endpoint::CatalogRestore),
+            endpoint: Some(Call::CatalogRestore),
             kind: FaultKind::RestoreResult { result: result.into() },
             times: Some(1),
         });
@@ -417,8 +417,10 @@ async fn observer_sees_every_request_and_the_simulator_logs_them() {
     );
     let body = reqwest::get(format!("http://{}/sim/requests", sim.addr)).await.unwrap().text().await.unwrap();
     let log: Vec<sim::LoggedRequest> = serde_json::from_str(&body).unwrap();
-    let endpoints: Vec<_> = log.iter().map(|r| (r.endpoint, r.status)).collect();
-    assert_eq!(endpoints, seen.iter().map(|(e, s)| (Some(*e), s.unwrap())).collect::<Vec<_>>());
+    // Two independent readings of which call is which: the client's and the simulator's.
+    let name = |c: Option<Call>| serde_json::to_value(c).unwrap().as_str().unwrap_or("").to_owned();
+    let endpoints: Vec<_> = log.iter().map(|r| (name(r.endpoint), r.status)).collect();
+    assert_eq!(endpoints, seen.iter().map(|(e, s)| (e.as_str().to_owned(), s.unwrap())).collect::<Vec<_>>());
     assert_eq!(log[2].session.as_deref(), Some(session.id()));
     sim.shutdown().await;
 }

@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use sha2::Digest;
-use veeam_restore_exporter::em::Endpoint;
+use veeam_restore_exporter::sim::Call;
 use veeam_restore_exporter::sim::{Fault, FaultKind};
 
 use crate::support::exporter::{BIN, Exporter, Setup, value};
@@ -34,7 +34,7 @@ fn good_sha() -> String {
     hex::encode(sha2::Sha256::digest(CONTENT))
 }
 
-fn fault(endpoint: Endpoint, kind: FaultKind, times: Option<u32>) -> Fault {
+fn fault(endpoint: Call, kind: FaultKind, times: Option<u32>) -> Fault {
     Fault { endpoint: Some(endpoint), kind, times }
 }
 
@@ -166,7 +166,7 @@ async fn healthy_runs_of_every_probe_kind_then_clean_shutdown() {
     assert!(exporter.wait_exit(Duration::from_secs(30)).await.success());
     assert!(sim.state().mounts.is_empty(), "no mount left behind: {:?}", sim.state().mounts);
     assert_eq!(setup.records(), 0);
-    assert!(sim.requests().iter().any(|r| r.endpoint == Some(Endpoint::Logoff) && r.status == 204), "logged off");
+    assert!(sim.requests().iter().any(|r| r.endpoint == Some(Call::Logoff) && r.status == 204), "logged off");
     sim.shutdown().await;
 }
 
@@ -174,7 +174,7 @@ async fn healthy_runs_of_every_probe_kind_then_clean_shutdown() {
 async fn mount_task_failure_is_reported_with_ems_message() {
     let sim = start_sim().await;
     sim.add_fault(fault(
-        Endpoint::MountCreate,
+        Call::MountCreate,
         FaultKind::TaskFail { message: Some("Repository is offline".into()) },
         None,
     ));
@@ -205,7 +205,7 @@ async fn mount_task_failure_is_reported_with_ems_message() {
 #[tokio::test(flavor = "multi_thread")]
 async fn stuck_restore_task_times_out_and_the_mount_is_still_deleted() {
     let sim = start_sim().await;
-    sim.add_fault(fault(Endpoint::FileRestore, FaultKind::TaskStuck {}, None));
+    sim.add_fault(fault(Call::FileRestore, FaultKind::TaskStuck {}, None));
     let probes = download("1h", &good_sha(), ", step_timeouts: { restore: 1s }");
     let setup = Setup::new(&sim.api_url, &probes);
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
@@ -231,7 +231,7 @@ async fn stuck_restore_task_times_out_and_the_mount_is_still_deleted() {
 #[tokio::test(flavor = "multi_thread")]
 async fn stuck_mount_task_times_out_and_the_task_is_stopped() {
     let sim = start_sim().await;
-    sim.add_fault(fault(Endpoint::MountCreate, FaultKind::TaskStuck {}, Some(1)));
+    sim.add_fault(fault(Call::MountCreate, FaultKind::TaskStuck {}, Some(1)));
     let probes = "      - { name: mount, kind: mount, vm: canary-win01, interval: 2s, step_timeouts: { mount: 1s } }\n";
     let setup = Setup::new(&sim.api_url, probes);
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
@@ -240,7 +240,7 @@ async fn stuck_mount_task_times_out_and_the_task_is_stopped() {
             v == 1.0
         })
         .await;
-    assert!(sim.requests().iter().any(|r| r.endpoint == Some(Endpoint::TaskDelete)), "the stuck task was stopped");
+    assert!(sim.requests().iter().any(|r| r.endpoint == Some(Call::TaskDelete)), "the stuck task was stopped");
     // The next run cleans up the record of the stopped task and succeeds.
     exporter.wait_metric("veeam_restore_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
     eventually(Duration::from_secs(10), "records to clear", || async { (setup.records() == 0).then_some(()) }).await;
@@ -250,7 +250,7 @@ async fn stuck_mount_task_times_out_and_the_task_is_stopped() {
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_unmount_keeps_the_record_and_a_later_run_deletes_the_mount() {
     let sim = start_sim().await;
-    sim.add_fault(fault(Endpoint::MountDelete, FaultKind::Status { status: 503, message: None }, None));
+    sim.add_fault(fault(Call::MountDelete, FaultKind::Status { status: 503, message: None }, None));
     let probe =
         "      - { name: mount, kind: mount, vm: canary-win01, interval: 2s, step_timeouts: { unmount: 1s } }\n";
     let setup = Setup::new(&sim.api_url, probe);
@@ -260,7 +260,7 @@ async fn failed_unmount_keeps_the_record_and_a_later_run_deletes_the_mount() {
             v >= 1.0
         })
         .await;
-    let attempts = sim.requests().iter().filter(|r| r.endpoint == Some(Endpoint::MountDelete)).count();
+    let attempts = sim.requests().iter().filter(|r| r.endpoint == Some(Call::MountDelete)).count();
     assert!(attempts >= 2, "the unmount is retried within the run ({attempts} attempts)");
     sim.clear_faults();
     exporter.wait_metric("veeam_restore_orphaned_mounts_cleaned_total", &[("target", "sim")], |v| v >= 1.0).await;
@@ -289,7 +289,7 @@ async fn expired_session_is_replaced_between_runs() {
 /// Starts an exporter whose first browse hangs, waits until its mount exists, and kills it.
 /// Returns the logon session that owned the mount.
 async fn crash_with_a_mount(setup: &Setup, sim: &veeam_restore_exporter::sim::SimServer) -> String {
-    sim.add_fault(fault(Endpoint::MountBrowse, FaultKind::Latency { ms: 4_000 }, Some(1)));
+    sim.add_fault(fault(Call::MountBrowse, FaultKind::Latency { ms: 4_000 }, Some(1)));
     let mut exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
     let owner = eventually(Duration::from_secs(20), "a mount and its complete record", || async {
         let mounts = sim.state().mounts;
@@ -317,7 +317,7 @@ async fn after_sigkill_the_orphan_is_deleted_with_the_recorded_token() {
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
     exporter.wait_metric("veeam_restore_orphaned_mounts_cleaned_total", &[("target", "sim")], |v| v == 1.0).await;
     let deleted_by_owner = sim.requests().iter().any(|r| {
-        r.endpoint == Some(Endpoint::MountDelete) && r.status == 204 && r.session.as_deref() == Some(owner.as_str())
+        r.endpoint == Some(Call::MountDelete) && r.status == 204 && r.session.as_deref() == Some(owner.as_str())
     });
     assert!(deleted_by_owner, "the orphan was deleted through its own (recorded) session");
     assert!(sim.state().mounts.is_empty());
@@ -357,7 +357,7 @@ async fn orphan_of_an_expired_session_is_reported_unresolved_until_an_operator_r
 #[tokio::test(flavor = "multi_thread")]
 async fn catalog_restore_results() {
     let sim = start_sim().await;
-    sim.add_fault(fault(Endpoint::CatalogRestore, FaultKind::RestoreResult { result: "Failed".into() }, Some(1)));
+    sim.add_fault(fault(Call::CatalogRestore, FaultKind::RestoreResult { result: "Failed".into() }, Some(1)));
     let setup = Setup::new(&sim.api_url, &catalog("1s"));
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
     exporter
@@ -373,7 +373,7 @@ async fn catalog_restore_results() {
         ),
         Some(1.0)
     );
-    sim.add_fault(fault(Endpoint::CatalogRestore, FaultKind::RestoreResult { result: "Warning".into() }, Some(1)));
+    sim.add_fault(fault(Call::CatalogRestore, FaultKind::RestoreResult { result: "Warning".into() }, Some(1)));
     exporter
         .wait_metric(
             "veeam_restore_probe_restore_sessions_total",
@@ -407,7 +407,7 @@ async fn download_checksum_mismatch_fails_and_still_unmounts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_during_a_mount_unmounts_before_exit() {
     let sim = start_sim().await;
-    sim.add_fault(fault(Endpoint::MountBrowse, FaultKind::Latency { ms: 2_000 }, Some(1)));
+    sim.add_fault(fault(Call::MountBrowse, FaultKind::Latency { ms: 2_000 }, Some(1)));
     let setup = Setup::new(&sim.api_url, &mount("1h"));
     let mut exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
     eventually(Duration::from_secs(20), "the mount", || async { (sim.state().mounts.len() == 1).then_some(()) }).await;
@@ -417,8 +417,8 @@ async fn sigterm_during_a_mount_unmounts_before_exit() {
     assert!(sim.state().mounts.is_empty(), "unmounted before exit");
     assert_eq!(setup.records(), 0);
     let log = sim.requests();
-    let delete = log.iter().position(|r| r.endpoint == Some(Endpoint::MountDelete)).expect("unmounted");
-    let logoff = log.iter().position(|r| r.endpoint == Some(Endpoint::Logoff)).expect("logged off");
+    let delete = log.iter().position(|r| r.endpoint == Some(Call::MountDelete)).expect("unmounted");
+    let logoff = log.iter().position(|r| r.endpoint == Some(Call::Logoff)).expect("logged off");
     assert!(delete < logoff, "unmount comes before log-off");
     sim.shutdown().await;
 }
@@ -506,7 +506,7 @@ async fn reload_keeps_the_old_config_on_error_and_applies_a_good_one() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reload_during_a_mount_leaves_the_running_probe_alone() {
     let sim = start_sim().await;
-    sim.add_fault(fault(Endpoint::MountBrowse, FaultKind::Latency { ms: 3_000 }, Some(1)));
+    sim.add_fault(fault(Call::MountBrowse, FaultKind::Latency { ms: 3_000 }, Some(1)));
     let setup = Setup::new(&sim.api_url, &mount("1h"));
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
     eventually(Duration::from_secs(20), "the first mount", || async { (sim.state().mounts.len() == 1).then_some(()) })

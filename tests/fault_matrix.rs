@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use veeam_restore_exporter::em::Endpoint;
+use veeam_restore_exporter::sim::Call;
 use veeam_restore_exporter::sim::{Fault, FaultKind, SimServer};
 
 use crate::support::exporter::{Exporter, Setup, value};
@@ -39,7 +39,7 @@ struct Kind {
     probe: &'static str,
     yaml: &'static str,
     /// `(phase, the call that phase makes, whether it creates a task)`.
-    phases: &'static [(&'static str, Endpoint, bool)],
+    phases: &'static [(&'static str, Call, bool)],
 }
 
 fn kinds() -> Vec<Kind> {
@@ -48,31 +48,31 @@ fn kinds() -> Vec<Kind> {
             probe: "mount",
             yaml: "kind: mount, vm: canary-win01",
             phases: &[
-                ("lookup", Endpoint::Query, false),
-                ("mount", Endpoint::MountCreate, true),
-                ("browse", Endpoint::MountBrowse, false),
-                ("unmount", Endpoint::MountDelete, false),
+                ("lookup", Call::Query, false),
+                ("mount", Call::MountCreate, true),
+                ("browse", Call::MountBrowse, false),
+                ("unmount", Call::MountDelete, false),
             ],
         },
         Kind {
             probe: "download",
             yaml: "kind: file_restore, mode: download, vm: canary-win01, path: C:/canary/canary.txt",
             phases: &[
-                ("lookup", Endpoint::Query, false),
-                ("mount", Endpoint::MountCreate, true),
-                ("restore", Endpoint::FileRestore, true),
-                ("download", Endpoint::Download, false),
-                ("unmount", Endpoint::MountDelete, false),
+                ("lookup", Call::Query, false),
+                ("mount", Call::MountCreate, true),
+                ("restore", Call::FileRestore, true),
+                ("download", Call::Download, false),
+                ("unmount", Call::MountDelete, false),
             ],
         },
         Kind {
             probe: "catalog",
             yaml: "kind: file_restore, mode: catalog, vm: canary-win01, path: C:/canary/canary.txt",
             phases: &[
-                ("lookup", Endpoint::Query, false),
-                ("browse", Endpoint::CatalogBrowse, true),
-                ("restore", Endpoint::CatalogRestore, true),
-                ("restore_session", Endpoint::RestoreSession, false),
+                ("lookup", Call::Query, false),
+                ("browse", Call::CatalogBrowse, true),
+                ("restore", Call::CatalogRestore, true),
+                ("restore_session", Call::RestoreSession, false),
             ],
         },
     ]
@@ -154,7 +154,7 @@ async fn check_clean(exporter: &Exporter, sim: &SimServer, probe: &str) -> &'sta
     let live = state.mounts.iter().filter(|m| m.session_alive).count();
     assert_eq!(live, 0, "{probe}: a mount of a live session is left: {:?}", state.mounts);
     let alive = state.sessions.iter().filter(|s| s.alive).count();
-    let logons: Vec<_> = sim.requests().into_iter().filter(|r| r.endpoint == Some(Endpoint::Logon)).collect();
+    let logons: Vec<_> = sim.requests().into_iter().filter(|r| r.endpoint == Some(Call::Logon)).collect();
     assert!(alive <= 1, "{probe}: {alive} live logon sessions; logons {logons:?}\n{}", exporter.logs());
     if state.mounts.is_empty() {
         return "";
@@ -183,7 +183,7 @@ async fn every_fault_in_every_phase_leaves_nothing_behind() {
             if creates_task {
                 faults.extend(task_faults());
             }
-            if endpoint == Endpoint::CatalogRestore {
+            if endpoint == Call::CatalogRestore {
                 faults.push(("result_failed", FaultKind::RestoreResult { result: "Failed".into() }));
                 faults.push(("result_warning", FaultKind::RestoreResult { result: "Warning".into() }));
             }

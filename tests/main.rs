@@ -10,6 +10,8 @@
 //!   a session that owns a mount, re-logon after EM forgot the session, crash loops.
 //! - `operations`: the exporter binary as operators run it: durable schedule, logon backoff,
 //!   flags, state directory, web config (TLS, basic auth), shipped examples.
+//! - `sim_api`: the simulator as a product: collections, paging links, 401 before 404, its
+//!   independence from the client.
 //! - `watch`: the passive restore watch: other users' restores counted once, across restarts.
 //! - `monitoring`: dashboards and alert rules: structure, PromQL, only real metrics.
 //! - `support`: shared helpers (simulator start-up, the exporter process, bounded polling).
@@ -22,5 +24,6 @@ mod fault_matrix;
 mod monitoring;
 mod operations;
 mod sessions;
+mod sim_api;
 mod support;
 mod watch;

@@ -6,14 +6,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use veeam_restore_exporter::em::Endpoint;
+use veeam_restore_exporter::sim::Call;
 use veeam_restore_exporter::sim::SimServer;
 
 use crate::support::exporter::{BIN, Exporter, Setup, value};
 use crate::support::{eventually, start_sim};
 
 fn mounts_created(sim: &SimServer) -> usize {
-    sim.requests().iter().filter(|r| r.endpoint == Some(Endpoint::MountCreate)).count()
+    sim.requests().iter().filter(|r| r.endpoint == Some(Call::MountCreate)).count()
 }
 
 fn now_seconds() -> f64 {
@@ -87,7 +87,7 @@ async fn a_refused_logon_backs_off_and_a_corrected_password_is_tried_at_once() {
     assert!(value(&m, "veeam_restore_em_logon_backoff_seconds", &[("target", "sim")]).unwrap() >= 27.0);
     // Keep-alives every 5s and two probes would have made 4 attempts or more in this window.
     tokio::time::sleep(Duration::from_secs(12)).await;
-    let refused = sim.requests().iter().filter(|r| r.endpoint == Some(Endpoint::Logon) && r.status == 401).count();
+    let refused = sim.requests().iter().filter(|r| r.endpoint == Some(Call::Logon) && r.status == 401).count();
     assert_eq!(refused, 1, "one refused logon, then backoff");
     let m = exporter.metrics().await;
     assert_eq!(value(&m, "veeam_restore_em_logon_failures_total", &[("reason", "logon_failed")]), Some(1.0));
@@ -390,11 +390,7 @@ async fn a_probe_runs_on_request_once_at_a_time_and_only_with_the_lifecycle_flag
     assert!(page.contains("success (manual)") && page.contains("Run now"), "the landing page shows it");
 
     // A slow browse keeps the next run busy: a second request meanwhile is refused.
-    sim.add_fault(Fault {
-        endpoint: Some(Endpoint::MountBrowse),
-        kind: FaultKind::Latency { ms: 3000 },
-        times: Some(1),
-    });
+    sim.add_fault(Fault { endpoint: Some(Call::MountBrowse), kind: FaultKind::Latency { ms: 3000 }, times: Some(1) });
     assert_eq!(post("target=sim&probe=a").await.unwrap().status(), 202);
     eventually(Duration::from_secs(20), "the requested run to mount", || async {
         (sim.state().mounts.len() == 1).then_some(())

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use veeam_restore_exporter::em::Endpoint;
+use veeam_restore_exporter::sim::Call;
 use veeam_restore_exporter::sim::{Fault, FaultKind, SimServer};
 
 use crate::support::exporter::{Exporter, Setup, value};
@@ -13,7 +13,7 @@ use crate::support::{eventually, start_sim};
 
 const MOUNT_1H: &str = "      - { name: mount, kind: mount, vm: canary-win01, interval: 1h }\n";
 
-fn server_error(endpoint: Endpoint, times: Option<u32>) -> Fault {
+fn server_error(endpoint: Call, times: Option<u32>) -> Fault {
     Fault { endpoint: Some(endpoint), kind: FaultKind::Status { status: 500, message: None }, times }
 }
 
@@ -21,18 +21,18 @@ fn alive_sessions(sim: &SimServer) -> usize {
     sim.state().sessions.iter().filter(|s| s.alive).count()
 }
 
-fn requests_to(sim: &SimServer, endpoint: Endpoint) -> usize {
+fn requests_to(sim: &SimServer, endpoint: Call) -> usize {
     sim.requests().iter().filter(|r| r.endpoint == Some(endpoint)).count()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_server_errors_on_unmount_then_sigterm_leave_nothing_behind() {
     let sim = start_sim().await;
-    sim.add_fault(server_error(Endpoint::MountDelete, Some(2)));
+    sim.add_fault(server_error(Call::MountDelete, Some(2)));
     let setup = Setup::new(&sim.api_url, MOUNT_1H);
     let mut exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
     exporter.wait_metric("veeam_restore_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
-    assert_eq!(requests_to(&sim, Endpoint::MountDelete), 3, "two 500s, then the deleting attempt");
+    assert_eq!(requests_to(&sim, Call::MountDelete), 3, "two 500s, then the deleting attempt");
     let m = exporter.metrics().await;
     assert_eq!(
         value(&m, "veeam_restore_em_requests_total", &[("endpoint", "mount_delete"), ("code", "500")]),
@@ -50,7 +50,7 @@ async fn two_server_errors_on_unmount_then_sigterm_leave_nothing_behind() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_that_still_owns_a_mount_is_not_logged_off_and_the_next_start_deletes_it() {
     let sim = start_sim().await;
-    sim.add_fault(server_error(Endpoint::MountDelete, None));
+    sim.add_fault(server_error(Call::MountDelete, None));
     let probe =
         "      - { name: mount, kind: mount, vm: canary-win01, interval: 1h, step_timeouts: { unmount: 1s } }\n";
     let setup = Setup::new(&sim.api_url, probe);
@@ -65,7 +65,7 @@ async fn a_session_that_still_owns_a_mount_is_not_logged_off_and_the_next_start_
     let state = sim.state();
     assert_eq!(state.mounts.len(), 1);
     assert!(state.mounts[0].session_alive, "the owning session was kept, so the mount stays reachable");
-    assert_eq!(requests_to(&sim, Endpoint::Logoff), 0, "no log-off while a mount is owned");
+    assert_eq!(requests_to(&sim, Call::Logoff), 0, "no log-off while a mount is owned");
     assert_eq!(setup.records(), 1, "the record (with its token) stays for the next start");
     assert!(exporter.logs().contains("not logging off"), "the operator is told why");
 

@@ -149,13 +149,13 @@ pub fn parse_fault_flag(spec: &str) -> Result<Fault, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::em::Endpoint;
+    use crate::sim::Call;
     use crate::sim::FaultKind;
 
     #[test]
     fn fault_flags() {
         let f = parse_fault_flag("kind=status,status=503,endpoint=mount_create,times=2").unwrap();
-        assert_eq!(f.endpoint, Some(Endpoint::MountCreate));
+        assert_eq!(f.endpoint, Some(Call::MountCreate));
         assert_eq!(f.kind, FaultKind::Status { status: 503, message: None });
         assert_eq!(f.times, Some(2));
         assert!(parse_fault_flag("kind=bogus").is_err());

@@ -18,8 +18,8 @@ use bytes::Bytes;
 // mirrored here and hidden from the tests.
 use super::Sim;
 use super::render::{Body, El};
+use super::vocab::{Call, Format, OsKind, PointKind};
 use super::world::{FaultKind, MountKey, SimError, World};
-use crate::em::{Endpoint, Format, OsKind, PointKind};
 
 /// The session token header (EM REST docs, "Authentication and Security").
 const TOKEN_HEADER: &str = "X-RestSvcSessionId";
@@ -42,15 +42,21 @@ pub(super) fn routes(sim: Sim) -> Router<Sim> {
         .route("/api/logonSessions", get(list_logon_sessions))
         .route("/api/logonSessions/{id}", get(get_logon_session).delete(logoff))
         .route("/api/query", get(query))
+        .route("/api/tasks", get(list_tasks))
         .route("/api/tasks/{id}", get(get_task).delete(delete_task))
+        .route("/api/restoreSessions", get(list_restore_sessions))
         .route("/api/restoreSessions/{id}", get(get_restore_session))
+        .route("/api/catalog/vms", get(list_catalog_vms))
+        .route("/api/catalog/vms/{vm}/vmRestorePoints", get(list_catalog_points))
         .route("/api/catalog/vms/{vm}/vmRestorePoints/{pid}", post(catalog_browse))
         .route("/api/catalog/vms/{vm}/vmRestorePoints/{pid}/guestfs/{*path}", post(catalog_restore))
+        .route("/api/{coll}", get(list_points))
         .route("/api/{coll}/{pid}", get(get_point))
         .route("/api/{coll}/{pid}/mounts", get(list_mounts).post(create_mount))
         .route("/api/{coll}/{pid}/mounts/{mid}", get(get_mount).delete(delete_mount))
         .route("/api/{coll}/{pid}/mounts/{mid}/{*path}", get(browse_or_download).post(file_restore))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(sim, instrument))
 }
 
@@ -92,27 +98,27 @@ fn error_response(e: SimError, format: Format) -> Response {
 }
 
 /// Which documented call a request is, for faults and the request log.
-fn classify(method: &Method, path: &str, query: &str) -> Option<Endpoint> {
+fn classify(method: &Method, path: &str, query: &str) -> Option<Call> {
     let parts: Vec<&str> = path.trim_start_matches("/api").split('/').filter(|s| !s.is_empty()).collect();
     let is = |m: &Method| method == m;
     Some(match parts.as_slice() {
-        [] => Endpoint::ApiRoot,
-        ["sessionMngr"] => Endpoint::Logon,
-        ["logonSessions", _] if is(&Method::DELETE) => Endpoint::Logoff,
-        ["logonSessions", ..] => Endpoint::LogonSession,
-        ["query"] => Endpoint::Query,
-        ["tasks", _] if is(&Method::DELETE) => Endpoint::TaskDelete,
-        ["tasks", _] => Endpoint::Task,
-        ["restoreSessions", _] => Endpoint::RestoreSession,
-        ["catalog", "vms", _, "vmRestorePoints", _] if is(&Method::POST) => Endpoint::CatalogBrowse,
-        ["catalog", ..] if is(&Method::POST) => Endpoint::CatalogRestore,
-        [_, _, "mounts"] if is(&Method::POST) => Endpoint::MountCreate,
-        [_, _, "mounts"] => Endpoint::MountList,
-        [_, _, "mounts", _] if is(&Method::DELETE) => Endpoint::MountDelete,
-        [_, _, "mounts", _] => Endpoint::MountGet,
-        [_, _, "mounts", _, ..] if is(&Method::POST) => Endpoint::FileRestore,
-        [_, _, "mounts", _, ..] if query.contains("action=download") => Endpoint::Download,
-        [_, _, "mounts", _, ..] => Endpoint::MountBrowse,
+        [] => Call::ApiRoot,
+        ["sessionMngr"] => Call::Logon,
+        ["logonSessions", _] if is(&Method::DELETE) => Call::Logoff,
+        ["logonSessions", ..] => Call::LogonSession,
+        ["query"] => Call::Query,
+        ["tasks", _] if is(&Method::DELETE) => Call::TaskDelete,
+        ["tasks", _] => Call::Task,
+        ["restoreSessions", _] => Call::RestoreSession,
+        ["catalog", "vms", _, "vmRestorePoints", _] if is(&Method::POST) => Call::CatalogBrowse,
+        ["catalog", ..] if is(&Method::POST) => Call::CatalogRestore,
+        [_, _, "mounts"] if is(&Method::POST) => Call::MountCreate,
+        [_, _, "mounts"] => Call::MountList,
+        [_, _, "mounts", _] if is(&Method::DELETE) => Call::MountDelete,
+        [_, _, "mounts", _] => Call::MountGet,
+        [_, _, "mounts", _, ..] if is(&Method::POST) => Call::FileRestore,
+        [_, _, "mounts", _, ..] if query.contains("action=download") => Call::Download,
+        [_, _, "mounts", _, ..] => Call::MountBrowse,
         _ => return None,
     })
 }
@@ -241,8 +247,23 @@ fn mount_key<'a>(
 
 // ---- API handlers -----------------------------------------------------------------------------
 
-async fn not_found(headers: HeaderMap) -> Response {
-    error_response(SimError { status: 404, message: "Resource not found".into() }, format_of(&headers))
+/// Unknown paths. EM lists 401 for every method and path: an unauthenticated request learns
+/// nothing, not even which resources exist, so the token is checked first.
+async fn not_found(State(sim): State<Sim>, headers: HeaderMap) -> Response {
+    authed(&sim, &headers, StatusCode::OK, |_, _, _| {
+        Err(SimError { status: 404, message: "Resource not found".into() })
+    })
+}
+
+/// A known path with a method it does not serve: an `Error` body like every other error, after
+/// the token check.
+async fn method_not_allowed(State(sim): State<Sim>, method: Method, headers: HeaderMap) -> Response {
+    authed(&sim, &headers, StatusCode::OK, |_, _, _| {
+        Err(SimError {
+            status: 405,
+            message: format!("The requested resource does not support http method '{method}'."),
+        })
+    })
 }
 
 async fn entry_point(State(sim): State<Sim>, headers: HeaderMap) -> Response {
@@ -272,7 +293,7 @@ async fn logon(State(sim): State<Sim>, headers: HeaderMap) -> Response {
             let mut response = render(&body, format, StatusCode::CREATED);
             let location = match &body {
                 Body::Entity(_) => world.base.clone(),
-                Body::Collection { .. } => unreachable!("logon returns an entity"),
+                Body::Collection { .. } | Body::References(_) => unreachable!("logon returns an entity"),
             };
             let id = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &token)
                 .ok()
@@ -308,6 +329,26 @@ async fn logoff(State(sim): State<Sim>, headers: HeaderMap, Path(id): Path<Strin
 
 async fn query(State(sim): State<Sim>, headers: HeaderMap, Query(params): Query<HashMap<String, String>>) -> Response {
     authed(&sim, &headers, StatusCode::OK, |w, _, now| w.query(&params, now))
+}
+
+async fn list_points(State(sim): State<Sim>, headers: HeaderMap, Path(coll): Path<String>) -> Response {
+    authed(&sim, &headers, StatusCode::OK, |w, _, _| w.point_list(point_kind(&coll)?))
+}
+
+async fn list_tasks(State(sim): State<Sim>, headers: HeaderMap) -> Response {
+    authed(&sim, &headers, StatusCode::OK, |w, s, now| w.task_list(s, now))
+}
+
+async fn list_restore_sessions(State(sim): State<Sim>, headers: HeaderMap) -> Response {
+    authed(&sim, &headers, StatusCode::OK, |w, _, _| w.restore_session_list())
+}
+
+async fn list_catalog_vms(State(sim): State<Sim>, headers: HeaderMap) -> Response {
+    authed(&sim, &headers, StatusCode::OK, |w, _, _| w.catalog_vm_list())
+}
+
+async fn list_catalog_points(State(sim): State<Sim>, headers: HeaderMap, Path(vm): Path<String>) -> Response {
+    authed(&sim, &headers, StatusCode::OK, |w, _, _| w.catalog_point_list(&vm))
 }
 
 async fn get_point(State(sim): State<Sim>, headers: HeaderMap, Path((coll, pid)): Path<(String, String)>) -> Response {
@@ -352,7 +393,7 @@ async fn create_mount(
     Path((coll, pid)): Path<(String, String)>,
     body: Bytes,
 ) -> Response {
-    let faults = sim.world().take_faults(Some(Endpoint::MountCreate), false);
+    let faults = sim.world().take_faults(Some(Call::MountCreate), false);
     authed(&sim, &headers, StatusCode::ACCEPTED, |w, s, now| {
         let os = os_kind(&body)?;
         w.start_mount(s, point_kind(&coll)?, &pid, os, &faults, now)
@@ -405,7 +446,7 @@ async fn file_restore(
     Query(params): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    let faults = sim.world().take_faults(Some(Endpoint::FileRestore), false);
+    let faults = sim.world().take_faults(Some(Call::FileRestore), false);
     authed(&sim, &headers, StatusCode::ACCEPTED, |w, s, now| {
         if !params.get("action").is_some_and(|a| a.eq_ignore_ascii_case("restore")) {
             return Err(SimError { status: 400, message: "Unsupported action".into() });
@@ -431,7 +472,7 @@ async fn catalog_browse(
     Path((vm, pid)): Path<(String, String)>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let faults = sim.world().take_faults(Some(Endpoint::CatalogBrowse), false);
+    let faults = sim.world().take_faults(Some(Call::CatalogBrowse), false);
     authed(&sim, &headers, StatusCode::OK, |w, s, now| {
         if !params.get("action").is_some_and(|a| a.eq_ignore_ascii_case("browse")) {
             return Err(SimError { status: 405, message: "Method not allowed without action=browse".into() });
@@ -446,7 +487,7 @@ async fn catalog_restore(
     Path((vm, pid, path)): Path<(String, String, String)>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let faults = sim.world().take_faults(Some(Endpoint::CatalogRestore), false);
+    let faults = sim.world().take_faults(Some(Call::CatalogRestore), false);
     authed(&sim, &headers, StatusCode::ACCEPTED, |w, s, now| {
         if !params.get("action").is_some_and(|a| a.eq_ignore_ascii_case("restore")) {
             return Err(SimError { status: 400, message: "Unsupported action".into() });
@@ -474,22 +515,16 @@ mod tests {
     #[test]
     fn requests_are_classified() {
         let c = |m: Method, p: &str, q: &str| classify(&m, p, q);
-        assert_eq!(c(Method::POST, "/api/vmRestorePoints/x/mounts", ""), Some(Endpoint::MountCreate));
-        assert_eq!(
-            c(Method::GET, "/api/vmReplicaPoints/x/mounts/1/C:/a", "action=listDirs"),
-            Some(Endpoint::MountBrowse)
-        );
-        assert_eq!(c(Method::GET, "/api/vmRestorePoints/x/mounts/1/C:/a", "action=download"), Some(Endpoint::Download));
-        assert_eq!(c(Method::DELETE, "/api/vmRestorePoints/x/mounts/1", ""), Some(Endpoint::MountDelete));
+        assert_eq!(c(Method::POST, "/api/vmRestorePoints/x/mounts", ""), Some(Call::MountCreate));
+        assert_eq!(c(Method::GET, "/api/vmReplicaPoints/x/mounts/1/C:/a", "action=listDirs"), Some(Call::MountBrowse));
+        assert_eq!(c(Method::GET, "/api/vmRestorePoints/x/mounts/1/C:/a", "action=download"), Some(Call::Download));
+        assert_eq!(c(Method::DELETE, "/api/vmRestorePoints/x/mounts/1", ""), Some(Call::MountDelete));
         assert_eq!(
             c(Method::POST, "/api/catalog/vms/v/vmRestorePoints/p/guestfs/C:/a", ""),
-            Some(Endpoint::CatalogRestore)
+            Some(Call::CatalogRestore)
         );
-        assert_eq!(
-            c(Method::POST, "/api/catalog/vms/v/vmRestorePoints/p", "action=browse"),
-            Some(Endpoint::CatalogBrowse)
-        );
-        assert_eq!(c(Method::DELETE, "/api/logonSessions/x", ""), Some(Endpoint::Logoff));
-        assert_eq!(c(Method::GET, "/api/", ""), Some(Endpoint::ApiRoot));
+        assert_eq!(c(Method::POST, "/api/catalog/vms/v/vmRestorePoints/p", "action=browse"), Some(Call::CatalogBrowse));
+        assert_eq!(c(Method::DELETE, "/api/logonSessions/x", ""), Some(Call::Logoff));
+        assert_eq!(c(Method::GET, "/api/", ""), Some(Call::ApiRoot));
     }
 }

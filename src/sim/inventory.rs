@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 
-use crate::em::{OsKind, PointKind};
+use super::vocab::{OsKind, PointKind};
 
 /// The inventory file (YAML; JSON is valid YAML too). Unknown keys are errors.
 #[derive(Clone, Debug, Deserialize)]

@@ -47,6 +47,7 @@ mod api;
 mod inventory;
 mod quirks;
 mod render;
+mod vocab;
 mod world;
 
 use std::net::SocketAddr;
@@ -59,6 +60,7 @@ use axum::Router;
 pub use admin::parse_fault_flag;
 pub use inventory::{DEFAULT_INVENTORY, InventoryFile};
 pub use quirks::Quirk;
+pub use vocab::{Call, OsKind, PointKind};
 pub use world::{
     ExternalRestore, Fault, FaultKind, LoggedRequest, MountView, RestoreSessionView, RestoredFile, SessionView,
     StateView, Timings,

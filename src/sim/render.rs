@@ -2,7 +2,7 @@
 //! mapping: attributes and simple elements become properties, `Links` becomes an array, and
 //! `/query` collections nest their plural key twice in JSON.
 
-use crate::em::Format;
+use super::vocab::Format;
 
 const NAMESPACE: &str = "http://www.veeam.com/ent/v1.0";
 
@@ -129,6 +129,8 @@ pub(crate) enum Body {
         plural: String,
         items: Vec<El>,
     },
+    /// `EntityReferences` of `Ref` elements: `<EntityReferences><Ref/>…` / `{"Refs":[…]}`.
+    References(Vec<El>),
 }
 
 impl Body {
@@ -148,6 +150,13 @@ impl Body {
                         }
                         out.push_str(&format!("</{plural}>"));
                     }
+                    Body::References(refs) => {
+                        out.push_str(&format!("<EntityReferences{ns}>"));
+                        for item in refs {
+                            xml(item, &mut out, "");
+                        }
+                        out.push_str("</EntityReferences>");
+                    }
                 }
                 out.into_bytes()
             }
@@ -157,6 +166,7 @@ impl Body {
                     Body::Collection { plural, items } => {
                         serde_json::json!({ plural: items.iter().map(json).collect::<Vec<_>>() })
                     }
+                    Body::References(refs) => serde_json::json!({ "Refs": refs.iter().map(json).collect::<Vec<_>>() }),
                 };
                 // Current EMs send no BOM (docs/em-api-notes.md §1.5); `Quirk::JsonBom` adds one.
                 serde_json::to_vec(&value).expect("JSON values always serialise")

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::*;
-use crate::em::Endpoint;
+use crate::sim::vocab::Call;
 
 /// A fault to inject. `endpoint` limits it to one kind of call (any call when absent); `times`
 /// limits how often it fires (forever when absent). Unknown keys are errors.
@@ -11,7 +11,7 @@ use crate::em::Endpoint;
 #[serde(try_from = "FaultFields")]
 pub struct Fault {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<Endpoint>,
+    pub endpoint: Option<Call>,
     #[serde(flatten)]
     pub kind: FaultKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -23,7 +23,7 @@ pub struct Fault {
 #[derive(Deserialize)]
 struct FaultFields {
     #[serde(default)]
-    endpoint: Option<Endpoint>,
+    endpoint: Option<Call>,
     #[serde(default)]
     times: Option<u32>,
     #[serde(flatten)]
@@ -83,7 +83,7 @@ impl FaultKind {
 
 impl World {
     /// Takes the faults that apply to this request (or to what it creates), counting down `times`.
-    pub(crate) fn take_faults(&mut self, endpoint: Option<Endpoint>, request_level: bool) -> Vec<FaultKind> {
+    pub(crate) fn take_faults(&mut self, endpoint: Option<Call>, request_level: bool) -> Vec<FaultKind> {
         let mut fired = Vec::new();
         for fault in &mut self.faults {
             let matches = fault.endpoint.is_none_or(|e| Some(e) == endpoint)
@@ -104,7 +104,7 @@ impl World {
         &mut self,
         method: &str,
         path: &str,
-        endpoint: Option<Endpoint>,
+        endpoint: Option<Call>,
         status: u16,
         token: Option<&str>,
     ) {

@@ -22,7 +22,7 @@ pub use restores::ExternalRestore;
 
 use super::inventory::{Inventory, Point};
 use super::render::{Body, El, link};
-use crate::em::{Endpoint, PointKind};
+use super::vocab::{Call, PointKind};
 
 /// How long simulated things take.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -59,7 +59,7 @@ pub struct LoggedRequest {
     pub seq: u64,
     pub method: String,
     pub path: String,
-    pub endpoint: Option<Endpoint>,
+    pub endpoint: Option<Call>,
     pub status: u16,
     /// The logon session the token belonged to, if any.
     pub session: Option<String>,

@@ -1,6 +1,7 @@
 //! Restore points and `/query` with its filter language.
 
 use super::*;
+use crate::sim::render::Link;
 
 impl World {
     pub(super) fn point_entity(&self, p: &Point, entity_name: &str) -> El {
@@ -44,6 +45,23 @@ impl World {
     pub(crate) fn point(&self, kind: PointKind, id: &str) -> Reply {
         let p = self.inventory.point(kind, id).ok_or_else(|| err(404, format!("Restore point {id} not found")))?;
         Ok(Body::Entity(self.point_entity(p, point_type(kind))))
+    }
+
+    /// `GET /vmRestorePoints`, `GET /vmReplicaPoints`: references to every point of the kind.
+    pub(crate) fn point_list(&self, kind: PointKind) -> Reply {
+        let refs = self.inventory.points.iter().filter(|p| p.kind == kind).map(|p| {
+            El::new("Ref")
+                .attr("Type", format!("{}Reference", point_type(kind)))
+                .attr("Href", format!("{}/{}/{}", self.base, collection(kind), p.id))
+                .attr("Name", format!("{}@{}", p.vm, name_time(p.created)))
+                .attr("UID", format!("urn:veeam:{}:{}", point_type(kind), p.id))
+                .links(vec![link(
+                    "Alternate",
+                    Some(point_type(kind)),
+                    format!("{}/{}/{}?format=Entity", self.base, collection(kind), p.id),
+                )])
+        });
+        Ok(Body::References(refs.collect()))
     }
 
     /// `GET /query`: restore points, replica points and restore sessions.
@@ -124,10 +142,12 @@ impl World {
         let page_size: usize = get("pageSize").and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(total.max(1));
         let page: usize = get("page").and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(1);
         let rows: Vec<_> = rows.into_iter().skip((page - 1) * page_size).take(page_size).collect();
+        let pages = total.div_ceil(page_size).max(1);
         let paging = El::new("PagingInfo")
             .attr("PageNum", page as i64)
             .attr("PageSize", page_size as i64)
-            .attr("PagesCount", total.div_ceil(page_size) as i64);
+            .attr("PagesCount", pages as i64)
+            .links(self.paging_links(params, page, pages));
         let plural = match qtype.to_ascii_lowercase().as_str() {
             "vmrestorepoint" => "VmRestorePoints",
             "vmreplicapoint" => "VmReplicaPoints",
@@ -139,6 +159,27 @@ impl World {
             El::new("QueryResult").query_list("Refs", rows.into_iter().map(|r| r.3).collect())
         };
         Ok(Body::Entity(result.node(paging)))
+    }
+}
+
+impl World {
+    /// `PagingInfo`'s `First`, `Previous`, `Next` and `Last` links: the same query on another
+    /// page (`pagesize_and_page.html`: "returns URLs to pages with results").
+    fn paging_links(&self, params: &HashMap<String, String>, page: usize, pages: usize) -> Vec<Link> {
+        let mut kept: Vec<(&String, &String)> =
+            params.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("page")).collect();
+        kept.sort();
+        let query: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(kept).finish();
+        let href = |n: usize| format!("{}/query?{query}&page={n}", self.base);
+        let mut links = vec![link("First", Some("QueryResult"), href(1))];
+        if page > 1 {
+            links.push(link("Previous", Some("QueryResult"), href(page - 1)));
+        }
+        if page < pages {
+            links.push(link("Next", Some("QueryResult"), href(page + 1)));
+        }
+        links.push(link("Last", Some("QueryResult"), href(pages)));
+        links
     }
 }
 

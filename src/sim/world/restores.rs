@@ -69,6 +69,10 @@ impl World {
     // ---- tasks and restore sessions -----------------------------------------------------------
 
     pub(super) fn task_body(&self, index: usize, now: Instant) -> Body {
+        Body::Entity(self.task_entity(index, now))
+    }
+
+    fn task_entity(&self, index: usize, now: Instant) -> El {
         let t = &self.tasks[index];
         let href = format!("{}/tasks/{}", self.base, t.id);
         let elapsed = now.saturating_duration_since(t.created);
@@ -94,7 +98,62 @@ impl World {
         if let Some((success, message)) = result {
             el = el.node(El::new("Result").attr("Success", success).field("Message", message));
         }
-        Body::Entity(el)
+        el
+    }
+
+    /// `GET /tasks`: the tasks "created … within the currently existing logon session".
+    pub(crate) fn task_list(&self, session: &str, now: Instant) -> Reply {
+        let items =
+            (0..self.tasks.len()).filter(|i| self.tasks[*i].session == session).map(|i| self.task_entity(i, now));
+        Ok(Body::Collection { plural: "Tasks".into(), items: items.collect() })
+    }
+
+    /// `GET /restoreSessions`: references to the sessions of the last 30 days, on every backup
+    /// server, whoever started them.
+    pub(crate) fn restore_session_list(&self) -> Reply {
+        let refs = self.recent_restore_sessions().map(|r| {
+            El::new("Ref")
+                .attr("Type", "RestoreSessionReference")
+                .attr("Href", format!("{}/restoreSessions/{}", self.base, r.id))
+                .attr("Name", format!("FLR_[{}]@{}", r.vm, name_time(r.created_wall)))
+                .attr("UID", format!("urn:veeam:RestoreSession:{}", r.id))
+                .links(vec![link(
+                    "Alternate",
+                    Some("RestoreSession"),
+                    format!("{}/restoreSessions/{}?format=Entity", self.base, r.id),
+                )])
+        });
+        Ok(Body::References(refs.collect()))
+    }
+
+    /// `GET /catalog/vms`: the VMs whose guest files were indexed.
+    pub(crate) fn catalog_vm_list(&self) -> Reply {
+        let refs = self.inventory.vms.iter().filter(|v| v.indexed).map(|v| {
+            El::new("Ref")
+                .attr("Type", "CatalogVmReference")
+                .attr("Href", format!("{}/catalog/vms/{}", self.base, seg(&v.name)))
+                .attr("Name", v.name.clone())
+        });
+        Ok(Body::References(refs.collect()))
+    }
+
+    /// `GET /catalog/vms/{vm}/vmRestorePoints`: the indexed VM's backup points.
+    pub(crate) fn catalog_point_list(&self, vm_name: &str) -> Reply {
+        let vm = self
+            .inventory
+            .vm(vm_name)
+            .filter(|v| v.indexed)
+            .ok_or_else(|| err(404, format!("Catalog VM {vm_name} not found")))?;
+        let refs =
+            self.inventory.points.iter().filter(|p| p.kind == PointKind::Backup && p.vm.eq_ignore_ascii_case(&vm.name));
+        let refs = refs.map(|p| {
+            El::new("Ref")
+                .attr("Type", "CatalogVmRestorePointReference")
+                .attr("Href", format!("{}/catalog/vms/{}/vmRestorePoints/{}", self.base, seg(&vm.name), p.id))
+                .attr("Name", format!("{}@{}", p.vm, name_time(p.created)))
+                .attr("UID", format!("urn:veeam:CatalogVmRestorePoint:{}", p.id))
+        });
+        Ok(Body::References(refs.collect()))
     }
 
     pub(super) fn own_task(&self, session: &str, id: &str) -> Result<usize, SimError> {

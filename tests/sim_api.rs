@@ -1,0 +1,142 @@
+//! The simulator as a product for other EM tooling: documented collections, paging links, 401
+//! before 404, `Error` bodies on 405, and its independence from the client's code.
+
+use veeam_restore_exporter::sim::{ExternalRestore, SimServer};
+
+use crate::support::{PASSWORD, USER, start_sim};
+
+/// Logs on as any EM client does and returns the session token.
+async fn logon(sim: &SimServer) -> String {
+    let response = reqwest::Client::new()
+        .post(format!("{}sessionMngr/?v=latest", sim.api_url))
+        .basic_auth(USER, Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    response.headers()["X-RestSvcSessionId"].to_str().unwrap().to_owned()
+}
+
+async fn get(sim: &SimServer, token: Option<&str>, path: &str, json: bool) -> (u16, String) {
+    let mut request = reqwest::Client::new().get(format!("{}{path}", sim.api_url));
+    if let Some(token) = token {
+        request = request.header("X-RestSvcSessionId", token);
+    }
+    if json {
+        request = request.header("Accept", "application/json");
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unauthenticated_requests_get_401_before_404_and_405_has_an_error_body() {
+    let sim = start_sim().await;
+    let (status, body) = get(&sim, None, "noSuchThing", false).await;
+    assert_eq!(status, 401, "EM answers 401 before telling what exists: {body}");
+    assert!(body.contains("<Error"), "{body}");
+    let (status, _) = get(&sim, Some("bogus-token"), "noSuchThing", false).await;
+    assert_eq!(status, 401);
+    let token = logon(&sim).await;
+    let (status, body) = get(&sim, Some(&token), "noSuchThing", false).await;
+    assert_eq!(status, 404, "{body}");
+
+    let put = reqwest::Client::new()
+        .put(format!("{}query?type=VmRestorePoint", sim.api_url))
+        .header("X-RestSvcSessionId", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 405);
+    let body = put.text().await.unwrap();
+    assert!(body.contains("<Error") && body.contains("StatusCode=\"405\""), "{body}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn documented_collections_are_served_in_xml_and_json() {
+    let sim = start_sim().await;
+    let token = logon(&sim).await;
+    let (status, body) = get(&sim, Some(&token), "vmRestorePoints", false).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("<EntityReferences") && body.matches("Type=\"VmRestorePointReference\"").count() == 3,
+        "{body}"
+    );
+    let (_, body) = get(&sim, Some(&token), "vmReplicaPoints", true).await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["Refs"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(v["Refs"][0]["Type"], "VmReplicaPointReference");
+
+    let (_, body) = get(&sim, Some(&token), "catalog/vms", false).await;
+    assert!(body.contains("CatalogVmReference") && body.contains("canary-win01"), "{body}");
+    let (status, body) = get(&sim, Some(&token), "catalog/vms/canary-win01/vmRestorePoints", false).await;
+    assert_eq!(status, 200);
+    assert_eq!(body.matches("CatalogVmRestorePointReference").count(), 2, "{body}");
+    assert_eq!(get(&sim, Some(&token), "catalog/vms/nobody/vmRestorePoints", false).await.0, 404);
+
+    // Restore sessions are EM-wide: another user's appears; tasks are the session's own.
+    let id = sim
+        .add_restore_session(ExternalRestore {
+            vm: "canary-lnx01".into(),
+            job_type: "RestoreVm".into(),
+            age: std::time::Duration::from_secs(600),
+            duration: None,
+            result: None,
+        })
+        .unwrap();
+    let (_, body) = get(&sim, Some(&token), "restoreSessions", false).await;
+    assert!(body.contains(&format!("restoreSessions/{id}")), "{body}");
+    let (status, body) = get(&sim, Some(&token), "tasks", false).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("<Tasks") && !body.contains("<Task "), "a fresh session has no tasks: {body}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn query_results_carry_paging_links() {
+    let sim = start_sim().await;
+    let token = logon(&sim).await;
+    let path = "query?type=VmRestorePoint&format=Entities&pageSize=1&page=2";
+    let (_, body) = get(&sim, Some(&token), path, false).await;
+    assert!(body.contains("PageNum=\"2\"") && body.contains("PagesCount=\"3\""), "{body}");
+    for rel in ["First", "Previous", "Next", "Last"] {
+        assert!(body.contains(&format!("Rel=\"{rel}\"")), "{rel} missing: {body}");
+    }
+    // Following Next gives page 3, which has no Next.
+    let next = body.split("Rel=\"Next\"").nth(1).unwrap();
+    let href = next.split("Href=\"").nth(1).unwrap().split('"').next().unwrap().replace("&amp;", "&");
+    let relative = href.split("/api/").nth(1).unwrap().to_owned();
+    let (status, body) = get(&sim, Some(&token), &relative, false).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("PageNum=\"3\"") && !body.contains("Rel=\"Next\""), "{body}");
+    let (_, body) = get(&sim, Some(&token), "query?type=VmRestorePoint&pageSize=1", true).await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(v["PagingInfo"]["Links"].to_string().contains("page=2"), "{body}");
+    sim.shutdown().await;
+}
+
+/// The simulator is a second reading of the documentation: it must not share the client's
+/// types, paths or header constants, or one mistake would pass on both sides.
+#[test]
+fn the_simulator_never_imports_the_client() {
+    fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+            let path = entry.path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    sources(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/sim"), &mut files);
+    assert!(files.len() > 5);
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            assert!(!line.contains("crate::em"), "{}: {line}", file.display());
+        }
+    }
+}
