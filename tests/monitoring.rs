@@ -194,3 +194,36 @@ fn alert_rules_follow_the_conventions_and_use_real_metrics() {
     }
     assert!(count >= 12, "{count} alerts");
 }
+
+/// The Alertmanager inhibit snippet names only alerts that exist, and the alerts it silences
+/// carry the labels it matches on.
+#[test]
+fn inhibit_rules_name_real_alerts() {
+    let rules: serde_norway::Value = serde_norway::from_str(&read("alerts/veeam-restore-exporter.rules.yml")).unwrap();
+    let names: Vec<String> = rules["groups"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_sequence().unwrap().iter())
+        .filter_map(|r| r["alert"].as_str().map(str::to_owned))
+        .collect();
+    let inhibit: serde_norway::Value = serde_norway::from_str(&read("alerts/alertmanager-inhibit.yml")).unwrap();
+    let rules = inhibit["inhibit_rules"].as_sequence().unwrap();
+    assert!(rules.len() >= 2);
+    for rule in rules {
+        for side in ["source_matchers", "target_matchers"] {
+            for matcher in rule[side].as_sequence().unwrap() {
+                let matcher = matcher.as_str().unwrap();
+                let (_, pattern) = matcher.split_once('~').unwrap();
+                let pattern = pattern.trim().trim_matches('"');
+                for alternative in pattern.split('|').filter(|a| !a.contains(".+")) {
+                    assert!(names.iter().any(|n| n == alternative), "{side}: no alert {alternative}");
+                }
+            }
+        }
+        assert!(!rule["equal"].as_sequence().unwrap().is_empty(), "inhibition is scoped");
+    }
+    let em = &rules[0];
+    assert!(em["source_matchers"][0].as_str().unwrap().contains("VeeamRestoreEnterpriseManagerUnreachable"));
+    assert!(em["target_matchers"][0].as_str().unwrap().contains("VeeamRestoreMountFailing"));
+}
