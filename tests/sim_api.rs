@@ -140,3 +140,37 @@ fn the_simulator_never_imports_the_client() {
         }
     }
 }
+
+/// The monitoring family, computed from the built-in inventory's jobs, sessions, repositories
+/// and VMs, with the field names a v12 EM sends (Linuxfabrik's captures).
+#[tokio::test(flavor = "multi_thread")]
+async fn reporting_endpoints_describe_the_simulated_backup_infrastructure() {
+    let sim = start_sim().await;
+    let token = logon(&sim).await;
+    let json = |body: String| serde_json::from_str::<serde_json::Value>(&body).unwrap();
+    let stats = json(get(&sim, Some(&token), "reports/summary/job_statistics", true).await.1);
+    assert_eq!(
+        (&stats["ScheduledJobs"], &stats["TotalJobRuns"], &stats["FailedJobRuns"], &stats["WarningsJobRuns"]),
+        (&3.into(), &4.into(), &1.into(), &1.into()),
+        "{stats}"
+    );
+    assert_eq!(stats["MaxDurationBackupJobName"], "Canary backup");
+    let overview = json(get(&sim, Some(&token), "reports/summary/overview", true).await.1);
+    assert_eq!(overview["BackupServers"], 1);
+    let vms = json(get(&sim, Some(&token), "reports/summary/vms_overview", true).await.1);
+    assert_eq!((&vms["ProtectedVms"], &vms["ReplicatedVms"]), (&2.into(), &1.into()), "{vms}");
+    let repository = json(get(&sim, Some(&token), "reports/summary/repository", true).await.1);
+    assert_eq!(repository["Periods"][0]["Name"], "Backup Volume 01", "{repository}");
+    let sessions = json(get(&sim, Some(&token), "backupSessions?format=Entity", true).await.1);
+    let sessions = sessions["BackupJobSessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 4);
+    assert!(sessions.iter().any(|s| s["JobName"] == "File servers" && s["Result"] == "Failed"));
+    let (_, xml) = get(&sim, Some(&token), "query?type=BackupJobSession&filter=Result==Failed", false).await;
+    assert_eq!(xml.matches("BackupJobSessionReference").count(), 1, "{xml}");
+    for path in ["backupServers", "jobs", "repositories", "backupSessions"] {
+        let (status, body) = get(&sim, Some(&token), path, false).await;
+        assert!(status == 200 && body.contains("<EntityReferences"), "{path}: {status} {body}");
+    }
+    assert_eq!(get(&sim, None, "reports/summary/overview", true).await.0, 401);
+    sim.shutdown().await;
+}

@@ -50,6 +50,11 @@ pub(super) fn routes(sim: Sim) -> Router<Sim> {
         .route("/api/catalog/vms/{vm}/vmRestorePoints", get(list_catalog_points))
         .route("/api/catalog/vms/{vm}/vmRestorePoints/{pid}", post(catalog_browse))
         .route("/api/catalog/vms/{vm}/vmRestorePoints/{pid}/guestfs/{*path}", post(catalog_restore))
+        .route("/api/reports/summary/{report}", get(summary_report))
+        .route("/api/backupServers", get(list_backup_servers))
+        .route("/api/jobs", get(list_jobs))
+        .route("/api/backupSessions", get(list_backup_sessions))
+        .route("/api/repositories", get(list_repositories))
         .route("/api/{coll}", get(list_points))
         .route("/api/{coll}/{pid}", get(get_point))
         .route("/api/{coll}/{pid}/mounts", get(list_mounts).post(create_mount))
@@ -333,6 +338,43 @@ async fn query(State(sim): State<Sim>, headers: HeaderMap, Query(params): Query<
 
 async fn list_points(State(sim): State<Sim>, headers: HeaderMap, Path(coll): Path<String>) -> Response {
     authed(&sim, &headers, StatusCode::OK, |w, _, _| w.point_list(point_kind(&coll)?))
+}
+
+/// Whether `?format=Entity` asks for entities instead of references.
+fn wants_entities(query: &HashMap<String, String>) -> bool {
+    query.iter().any(|(k, v)| k.eq_ignore_ascii_case("format") && v.eq_ignore_ascii_case("Entity"))
+}
+
+async fn summary_report(State(sim): State<Sim>, headers: HeaderMap, Path(report): Path<String>) -> Response {
+    authed(&sim, &headers, StatusCode::OK, |w, _, _| w.summary(&report))
+}
+
+async fn list_backup_servers(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    authed(&sim, &headers, StatusCode::OK, |w, _, _| w.backup_servers(wants_entities(&q)))
+}
+
+async fn list_jobs(State(sim): State<Sim>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+    authed(&sim, &headers, StatusCode::OK, |w, _, _| w.jobs(wants_entities(&q)))
+}
+
+async fn list_backup_sessions(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    authed(&sim, &headers, StatusCode::OK, |w, _, _| w.backup_sessions(wants_entities(&q)))
+}
+
+async fn list_repositories(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    authed(&sim, &headers, StatusCode::OK, |w, _, _| w.repositories(wants_entities(&q)))
 }
 
 async fn list_tasks(State(sim): State<Sim>, headers: HeaderMap) -> Response {

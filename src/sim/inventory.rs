@@ -14,6 +14,55 @@ pub struct InventoryFile {
     /// Accounts allowed to log on.
     pub users: Vec<UserSpec>,
     pub vms: Vec<VmSpec>,
+    /// Backup and replication jobs with their recent sessions (the reporting endpoints).
+    #[serde(default)]
+    pub jobs: Vec<JobSpec>,
+    #[serde(default)]
+    pub repositories: Vec<RepositorySpec>,
+}
+
+/// A job of the backup server and its sessions, newest last.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    pub name: String,
+    /// `Backup` or `Replica`.
+    #[serde(default = "backup_job")]
+    pub job_type: String,
+    #[serde(default)]
+    pub vms: Vec<String>,
+    #[serde(default)]
+    pub sessions: Vec<JobSessionSpec>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSessionSpec {
+    /// `Success`, `Warning`, `Failed`, or `None` while it runs.
+    pub result: String,
+    #[serde(with = "humantime_serde")]
+    pub age: Duration,
+    /// Absent while it runs.
+    #[serde(default, with = "humantime_serde")]
+    pub duration: Option<Duration>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RepositorySpec {
+    pub name: String,
+    #[serde(default = "windows_repository")]
+    pub kind: String,
+    pub capacity_bytes: u64,
+    pub free_bytes: u64,
+}
+
+fn backup_job() -> String {
+    "Backup".into()
+}
+
+fn windows_repository() -> String {
+    "WinLocal".into()
 }
 
 #[derive(Clone, Deserialize)]
@@ -82,6 +131,23 @@ vms:
       - { kind: backup, age: 3h }
     files:
       "/etc/canary.conf": "canary=1\n"
+jobs:
+  - name: Canary backup
+    vms: [canary-win01, canary-lnx01]
+    sessions:
+      - { result: Success, age: 26h, duration: 20m }
+      - { result: Warning, age: 2h, duration: 25m }
+  - name: File servers
+    vms: [canary-win01]
+    sessions:
+      - { result: Failed, age: 5h, duration: 3m }
+  - name: Canary replica
+    job_type: Replica
+    vms: [canary-win01]
+    sessions:
+      - { result: Success, age: 1h, duration: 10m }
+repositories:
+  - { name: Backup Volume 01, capacity_bytes: 1079639011328, free_bytes: 881812750336 }
 "#;
 
 /// One restore point with its fixed identity.
@@ -99,6 +165,8 @@ pub(crate) struct Inventory {
     pub users: Vec<UserSpec>,
     pub vms: Vec<VmSpec>,
     pub points: Vec<Point>,
+    pub jobs: Vec<JobSpec>,
+    pub repositories: Vec<RepositorySpec>,
 }
 
 impl Inventory {
@@ -119,7 +187,7 @@ impl Inventory {
                 });
             }
         }
-        Ok(Inventory { users: file.users, vms: file.vms, points })
+        Ok(Inventory { users: file.users, vms: file.vms, points, jobs: file.jobs, repositories: file.repositories })
     }
 
     pub(crate) fn parse(text: &str) -> Result<Inventory, String> {

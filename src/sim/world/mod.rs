@@ -8,6 +8,7 @@
 mod faults;
 mod mounts;
 mod query;
+mod reports;
 mod restores;
 mod sessions;
 

@@ -79,8 +79,7 @@ impl World {
         if let Some(f) = sort_field.filter(|f| !f.eq_ignore_ascii_case("CreationTime") && !by_end) {
             return Err(err(400, format!("Sorting by {f} is not simulated")));
         }
-        // (creation time, end time, entity, reference)
-        let mut rows: Vec<(SystemTime, Option<SystemTime>, El, El)> = match qtype {
+        let mut rows: Vec<Row> = match qtype {
             t if t.eq_ignore_ascii_case("VmRestorePoint") || t.eq_ignore_ascii_case("VmReplicaPoint") => {
                 let kind =
                     if t.eq_ignore_ascii_case("VmRestorePoint") { PointKind::Backup } else { PointKind::Replica };
@@ -127,6 +126,9 @@ impl World {
                 }
                 rows
             }
+            t if t.eq_ignore_ascii_case("BackupJobSession") => {
+                self.backup_session_rows(&mut |fields: &[(&str, String)]| matches(&filter, fields))?
+            }
             other => return Err(err(400, format!("Query type {other} is not simulated"))),
         };
         if sort_field.is_some() {
@@ -151,6 +153,7 @@ impl World {
         let plural = match qtype.to_ascii_lowercase().as_str() {
             "vmrestorepoint" => "VmRestorePoints",
             "vmreplicapoint" => "VmReplicaPoints",
+            "backupjobsession" => "BackupJobSessions",
             _ => "RestoreSessions",
         };
         let result = if entities {
@@ -182,6 +185,12 @@ impl World {
         links
     }
 }
+
+/// One query result: creation time, end time (for sorting), entity, reference.
+pub(super) type Row = (SystemTime, Option<SystemTime>, El, El);
+
+/// Whether a row with these `(lower-case field, value)` pairs passes the query's filter.
+pub(super) type Keep<'a> = &'a mut dyn FnMut(&[(&str, String)]) -> Result<bool, SimError>;
 
 type Filter = Vec<(String, Op, String)>;
 
