@@ -174,3 +174,19 @@ async fn reporting_endpoints_describe_the_simulated_backup_infrastructure() {
     assert_eq!(get(&sim, None, "reports/summary/overview", true).await.0, 401);
     sim.shutdown().await;
 }
+
+/// Query references carry the documented `Alternate` link to their entity, and following it works.
+#[tokio::test(flavor = "multi_thread")]
+async fn query_references_link_to_their_entities() {
+    let sim = start_sim().await;
+    let token = logon(&sim).await;
+    let (_, body) = get(&sim, Some(&token), "query?type=VmRestorePoint&pageSize=1", true).await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let link = &v["Refs"]["Refs"][0]["Links"][0];
+    assert_eq!(link["Rel"], "Alternate", "{body}");
+    let href = link["Href"].as_str().unwrap();
+    let (status, entity) = get(&sim, Some(&token), href.split("/api/").nth(1).unwrap(), false).await;
+    assert_eq!(status, 200);
+    assert!(entity.contains("<VmRestorePoint "), "{entity}");
+    sim.shutdown().await;
+}

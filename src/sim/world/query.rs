@@ -97,7 +97,12 @@ impl World {
                             .attr("Type", format!("{}Reference", point_type(kind)))
                             .attr("Href", format!("{}/{}/{}", self.base, collection(kind), p.id))
                             .attr("Name", format!("{}@{}", p.vm, name_time(p.created)))
-                            .attr("UID", format!("urn:veeam:{}:{}", point_type(kind), p.id));
+                            .attr("UID", format!("urn:veeam:{}:{}", point_type(kind), p.id))
+                            .links(vec![link(
+                                "Alternate",
+                                Some(point_type(kind)),
+                                format!("{}/{}/{}?format=Entity", self.base, collection(kind), p.id),
+                            )]);
                         rows.push((p.created, None, entity, reference));
                     }
                 }
@@ -120,7 +125,13 @@ impl World {
                     if matches(&filter, &fields)? {
                         let reference = El::new("Ref")
                             .attr("Type", "RestoreSessionReference")
-                            .attr("Href", format!("{}/restoreSessions/{}", self.base, r.id));
+                            .attr("Href", format!("{}/restoreSessions/{}", self.base, r.id))
+                            .attr("UID", format!("urn:veeam:RestoreSession:{}", r.id))
+                            .links(vec![link(
+                                "Alternate",
+                                Some("RestoreSession"),
+                                format!("{}/restoreSessions/{}?format=Entity", self.base, r.id),
+                            )]);
                         rows.push((r.created_wall, v.end, self.restore_session_entity(r, now), reference));
                     }
                 }
