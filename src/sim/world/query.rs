@@ -49,19 +49,23 @@ impl World {
 
     /// `GET /vmRestorePoints`, `GET /vmReplicaPoints`: references to every point of the kind.
     pub(crate) fn point_list(&self, kind: PointKind) -> Reply {
-        let refs = self.inventory.points.iter().filter(|p| p.kind == kind).map(|p| {
-            El::new("Ref")
-                .attr("Type", format!("{}Reference", point_type(kind)))
-                .attr("Href", format!("{}/{}/{}", self.base, collection(kind), p.id))
-                .attr("Name", format!("{}@{}", p.vm, name_time(p.created)))
-                .attr("UID", format!("urn:veeam:{}:{}", point_type(kind), p.id))
-                .links(vec![link(
-                    "Alternate",
-                    Some(point_type(kind)),
-                    format!("{}/{}/{}?format=Entity", self.base, collection(kind), p.id),
-                )])
-        });
+        let refs = self.inventory.points.iter().filter(|p| p.kind == kind).map(|p| self.point_ref(p));
         Ok(Body::References(refs.collect()))
+    }
+
+    /// A point's reference, with the `Alternate` link to its entity.
+    fn point_ref(&self, p: &Point) -> El {
+        let (kind, id) = (p.kind, &p.id);
+        El::new("Ref")
+            .attr("Type", format!("{}Reference", point_type(kind)))
+            .attr("Href", format!("{}/{}/{id}", self.base, collection(kind)))
+            .attr("Name", format!("{}@{}", p.vm, name_time(p.created)))
+            .attr("UID", format!("urn:veeam:{}:{id}", point_type(kind)))
+            .links(vec![link(
+                "Alternate",
+                Some(point_type(kind)),
+                format!("{}/{}/{id}?format=Entity", self.base, collection(kind)),
+            )])
     }
 
     /// `GET /query`: restore points, replica points and restore sessions.
@@ -93,17 +97,7 @@ impl World {
                     ];
                     if matches(&filter, &fields)? {
                         let entity = self.point_entity(p, point_type(kind));
-                        let reference = El::new("Ref")
-                            .attr("Type", format!("{}Reference", point_type(kind)))
-                            .attr("Href", format!("{}/{}/{}", self.base, collection(kind), p.id))
-                            .attr("Name", format!("{}@{}", p.vm, name_time(p.created)))
-                            .attr("UID", format!("urn:veeam:{}:{}", point_type(kind), p.id))
-                            .links(vec![link(
-                                "Alternate",
-                                Some(point_type(kind)),
-                                format!("{}/{}/{}?format=Entity", self.base, collection(kind), p.id),
-                            )]);
-                        rows.push((p.created, None, entity, reference));
+                        rows.push((p.created, None, entity, self.point_ref(p)));
                     }
                 }
                 rows
