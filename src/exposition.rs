@@ -188,7 +188,9 @@ mod tests {
         metrics.write().reload_success.set(1);
         exposition.refresh();
         let second = exposition.snapshot();
-        assert!(std::str::from_utf8(&second.plain).unwrap().contains("config_last_reload_successful 1"));
+        let line = "\nveeam_restore_exporter_config_last_reload_successful 1\n";
+        assert!(!std::str::from_utf8(&first.plain).unwrap().contains(line));
+        assert!(std::str::from_utf8(&second.plain).unwrap().contains(line));
 
         // Two gzip members read back as snapshot followed by process metrics.
         let mut text = String::new();
@@ -199,6 +201,25 @@ mod tests {
         assert!(text.contains("\nprocess_cpu_seconds_total "), "{text}");
         let plain = String::from_utf8(body(&second, false).concat()).unwrap();
         assert!(plain.starts_with(std::str::from_utf8(&second.plain).unwrap()) && plain.len() > second.plain.len());
+    }
+
+    /// A write handle held across an encode (as across an EM request) still gets its writes
+    /// encoded: the change is marked when the handle is dropped.
+    #[test]
+    fn writes_are_marked_when_the_handle_is_dropped() {
+        let metrics = Metrics::new();
+        let exposition = metrics.exposition();
+        exposition.refresh();
+        let handle = metrics.write();
+        exposition.refresh();
+        handle.reload_success.set(1);
+        exposition.refresh();
+        let text = |e: &Exposition| String::from_utf8(e.snapshot().plain.to_vec()).unwrap();
+        let line = "\nveeam_restore_exporter_config_last_reload_successful 1\n";
+        assert!(!text(exposition).contains(line));
+        drop(handle);
+        exposition.refresh();
+        assert!(text(exposition).contains(line));
     }
 
     #[cfg(target_os = "linux")]

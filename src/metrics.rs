@@ -256,10 +256,10 @@ impl Metrics {
         Metrics { series, probe_info, api_seen: Mutex::default(), exposition: Exposition::new(registry) }
     }
 
-    /// The series, for a change: marks the exposition for re-encoding.
-    pub fn write(&self) -> &Series {
-        self.exposition.mark_changed();
-        &self.series
+    /// The series, for a change. The exposition is marked for re-encoding when the returned
+    /// handle is dropped, that is after the writes, however long it was held.
+    pub fn write(&self) -> Write<'_> {
+        Write(self)
     }
 
     /// The `/metrics` body; see [`Exposition`].
@@ -421,6 +421,23 @@ impl Metrics {
             let _ = vec.remove_label_values(&[target]);
         }
         let _ = m.watch_running.remove_label_values(&[target]);
+    }
+}
+
+/// Access to the series for writing; see [`Metrics::write`].
+pub struct Write<'a>(&'a Metrics);
+
+impl std::ops::Deref for Write<'_> {
+    type Target = Series;
+
+    fn deref(&self) -> &Series {
+        &self.0.series
+    }
+}
+
+impl Drop for Write<'_> {
+    fn drop(&mut self) {
+        self.0.exposition.mark_changed();
     }
 }
 
