@@ -162,3 +162,42 @@ async fn sigkill_at_random_moments_leaves_no_mount_and_at_most_one_session() {
     assert_eq!(setup.records(), 0);
     sim.shutdown().await;
 }
+
+/// Storage that cannot be written (here: the mount-record directory replaced by a file) makes
+/// the probe refuse to mount: a mount that could not be recorded could not be cleaned up after
+/// a crash. Once the storage is back, the next run mounts again.
+#[tokio::test(flavor = "multi_thread")]
+async fn unwritable_storage_refuses_the_mount_instead_of_mounting_unrecorded() {
+    let sim = start_sim().await;
+    let setup = Setup::new(&sim.api_url, "      - { name: mount, kind: mount, vm: canary-win01, interval: 1h }\n");
+    let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    exporter.wait_metric("veeam_restore_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
+    let mounts_before = requests_to(&sim, Call::MountCreate);
+
+    // Nothing runs now (the next run is an hour away): break the record directory.
+    let records = setup.storage().join("mounts");
+    std::fs::remove_dir_all(&records).unwrap();
+    std::fs::write(&records, "not a directory").unwrap();
+    let run_now = || reqwest::Client::new().post(exporter.url("/-/probe?target=sim&probe=mount")).send();
+    assert_eq!(run_now().await.unwrap().status(), 202);
+    exporter
+        .wait_metric("veeam_restore_probe_failures_total", &[("probe", "mount"), ("reason", "state_error")], |v| {
+            v == 1.0
+        })
+        .await;
+    assert_eq!(requests_to(&sim, Call::MountCreate), mounts_before, "no mount without a record");
+    assert!(sim.state().mounts.is_empty());
+
+    // Storage back: the next run mounts, records, unmounts.
+    std::fs::remove_file(&records).unwrap();
+    std::fs::create_dir(&records).unwrap();
+    std::fs::set_permissions(&records, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    assert_eq!(run_now().await.unwrap().status(), 202);
+    exporter
+        .wait_metric("veeam_restore_probe_runs_total", &[("probe", "mount"), ("result", "success")], |v| v == 2.0)
+        .await;
+    assert_eq!(requests_to(&sim, Call::MountCreate), mounts_before + 1);
+    assert!(sim.state().mounts.is_empty());
+    assert_eq!(setup.records(), 0);
+    sim.shutdown().await;
+}
