@@ -155,7 +155,7 @@ impl Ledger {
     pub fn load_state<T: DeserializeOwned + Default>(&self, name: &str) -> Result<T, String> {
         let path = self.root.join(name);
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display())),
+            Ok(bytes) => decode_record(&bytes).map_err(|e| format!("{}: {e}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
             Err(e) => Err(format!("cannot read {}: {e}", path.display())),
         }
@@ -235,6 +235,11 @@ fn remove_file(path: &Path) -> Result<(), String> {
 
 /// Every record in `dir`. Unreadable files are logged and skipped, so one corrupt file cannot
 /// stop cleanup of the rest.
+/// One record file's contents (a [`MountRecord`], [`SessionRecord`] or state file).
+pub fn decode_record<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(bytes).map_err(|e| e.to_string())
+}
+
 fn read_all<T: DeserializeOwned>(dir: &Path) -> Vec<T> {
     let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
     entries
@@ -243,7 +248,7 @@ fn read_all<T: DeserializeOwned>(dir: &Path) -> Vec<T> {
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .filter_map(|p| {
             let read = fs::read(&p).map_err(|e| e.to_string());
-            match read.and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+            match read.and_then(|b| decode_record(&b)) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     tracing::error!(file = %p.display(), err = %e, "unreadable record; remove it by hand after checking EM for a leftover mount or session");

@@ -19,6 +19,7 @@
 //! - [`web_config`]: `--web.config.file` (TLS, basic auth, headers), exporter-toolkit format.
 //! - [`app`]: flags, logging, start-up, reload and shutdown.
 //! - [`secret`]: a string type that never prints its value.
+//! - [`fuzzing`]: every parser of outside input, reachable from bytes, for `fuzz/`.
 
 pub mod app;
 pub mod config;
@@ -27,6 +28,7 @@ pub mod duration;
 pub mod em;
 pub mod exposition;
 pub mod fields;
+pub mod fuzzing;
 pub mod history;
 pub mod ledger;
 pub mod logging;

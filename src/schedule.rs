@@ -24,11 +24,11 @@ use crate::ledger::Ledger;
 use crate::probe::Spec;
 
 /// The file in `--storage.path`.
-const FILE: &str = "schedule.json";
+pub(crate) const FILE: &str = "schedule.json";
 
 /// What is kept per probe.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct Entry {
+pub(crate) struct Entry {
     /// Hash of what the probe does, without its timing.
     definition: String,
     #[serde(with = "humantime_serde")]

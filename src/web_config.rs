@@ -96,12 +96,19 @@ const SETTABLE_HEADERS: &[&str] = &[
 impl WebConfig {
     /// Reads and checks the file, resolving relative paths against its directory.
     pub fn load(path: &Path) -> Result<WebConfig, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read web config {}: {e}", path.display()))?;
+        WebConfig::parse(&text, path)
+    }
+
+    /// Parses and checks the text of the file at `path` (named in errors; relative paths in it
+    /// are resolved against its directory).
+    pub fn parse(text: &str, path: &Path) -> Result<WebConfig, String> {
         let at = path.display();
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read web config {at}: {e}"))?;
         let mut config: WebConfig = if text.trim().is_empty() {
             WebConfig::default()
         } else {
-            serde_norway::from_str(&text).map_err(|e| format!("web config {at}: {e}"))?
+            serde_norway::from_str(text).map_err(|e| format!("web config {at}: {e}"))?
         };
         let base = path.parent().unwrap_or(Path::new("."));
         if let Some(tls) = &mut config.tls_server_config {

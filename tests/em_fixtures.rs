@@ -28,6 +28,8 @@ fn logon_session() {
         logon.delete_href(),
         Some("https://srv12.tech.local:9398/api/logonSessions/15a3fc97-0325-4119-b789-5c0367c6c565")
     );
+    let printed = format!("{logon:?}");
+    assert!(!printed.contains("15a3fc97"), "the session id is a secret: {printed}");
 }
 
 #[test]

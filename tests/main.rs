@@ -5,6 +5,7 @@
 //! - `deploy`: Kubernetes manifests and the compose stack hold their invariants.
 //! - `exporter`: the exporter binary against the simulator: probes, failures, crash recovery,
 //!   shutdown, reload, bad configuration.
+//! - `fuzz_regressions`: the fuzz targets over their seeds and every input that ever crashed one.
 //! - `fault_matrix`: every simulator fault in every phase of every probe kind; prints the matrix.
 //! - `sessions`: the exporter binary's logon-session hygiene: unmount retries, never logging off
 //!   a session that owns a mount, re-logon after EM forgot the session, crash loops.
@@ -21,6 +22,7 @@ mod em_client;
 mod em_fixtures;
 mod exporter;
 mod fault_matrix;
+mod fuzz_regressions;
 mod monitoring;
 mod operations;
 mod sessions;

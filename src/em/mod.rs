@@ -6,9 +6,9 @@
 
 mod client;
 mod error;
-mod model;
+pub(crate) mod model;
 mod session;
-mod wire;
+pub(crate) mod wire;
 
 pub use client::{Client, ClientConfig, Endpoint, Format, OsKind, RequestObserver, SESSION_HEADER};
 pub use error::{Error, Result};
@@ -17,6 +17,7 @@ pub use model::{
     RestoreSession, RestoreSessionResult, RestoreSessionState, Task, TaskResult, TaskState, id_from_href, parse_time,
 };
 pub use session::Session;
+pub(crate) use session::quote_filter_value;
 
 /// Decoders exposed for fixture tests of the documented example bodies.
 #[doc(hidden)]

@@ -423,13 +423,20 @@ impl RestoreSession {
     }
 }
 
-/// A logon session (`LogonSession`).
-#[derive(Clone, Debug)]
+/// A logon session (`LogonSession`). `Debug` prints only the user: the id, and the hrefs that
+/// carry it, are secrets (the session token is the id's base64).
+#[derive(Clone)]
 pub struct LogonInfo {
     pub session_id: String,
     pub user_name: Option<String>,
     pub href: Option<String>,
     pub links: Vec<Link>,
+}
+
+impl std::fmt::Debug for LogonInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogonInfo").field("user_name", &self.user_name).finish_non_exhaustive()
+    }
 }
 
 impl LogonInfo {

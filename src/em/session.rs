@@ -68,7 +68,7 @@ fn push_guest_path(url: &mut Url, guest_path: &str) -> Result<()> {
 }
 
 /// A filter string value: always double-quoted, embedded quotes doubled (docs/em-api-notes.md §3.1).
-fn quote_filter_value(value: &str) -> String {
+pub(crate) fn quote_filter_value(value: &str) -> String {
     format!("\"{}\"", value.replace('"', "\"\""))
 }
 

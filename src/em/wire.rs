@@ -50,6 +50,10 @@ impl Doc {
     }
 }
 
+/// EM's documents nest a handful of levels. A limit keeps a hostile or broken body from building
+/// a tree whose recursive drop would overflow the stack.
+const MAX_XML_DEPTH: usize = 64;
+
 fn parse_xml(body: &[u8]) -> Result<XmlElement, String> {
     // No trim_text: it would also strip the spaces around entity references (`a &lt;b&gt;`).
     // Values are trimmed when read instead (`Node::str`).
@@ -82,6 +86,8 @@ fn parse_xml(body: &[u8]) -> Result<XmlElement, String> {
                     if let Some(done) = close_or_root(&mut stack, element) {
                         return Ok(done);
                     }
+                } else if stack.len() == MAX_XML_DEPTH {
+                    return Err(err(&format!("elements nested deeper than {MAX_XML_DEPTH} levels"), pos));
                 } else {
                     stack.push(element);
                 }
@@ -241,6 +247,19 @@ fn json_items<'a>(value: &'a Value, plural: &str, singular: &str) -> Vec<Node<'a
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        // As large as the client accepts (4 MiB): without a limit this tree's drop overflows.
+        let depth = (4 << 20) / 7;
+        let xml = format!("{}{}", "<a>".repeat(depth), "</a>".repeat(depth));
+        let e = Doc::parse(xml.as_bytes()).unwrap_err();
+        assert!(e.contains("nested deeper than 64"), "{e}");
+        let nested_ok = format!("{}{}", "<a>".repeat(64), "</a>".repeat(64));
+        assert!(Doc::parse(nested_ok.as_bytes()).is_ok());
+        let json = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(Doc::parse(json.as_bytes()).unwrap_err().contains("recursion limit"));
+    }
 
     #[test]
     fn xml_attributes_children_entities_and_namespaces() {

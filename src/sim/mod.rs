@@ -67,6 +67,7 @@ pub use world::{
 };
 
 use world::World;
+pub(crate) use world::filter_holds;
 /// How to start a simulator.
 #[derive(Clone, Debug)]
 pub struct SimConfig {

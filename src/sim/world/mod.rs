@@ -19,6 +19,7 @@ use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
 pub use faults::{Fault, FaultKind};
+pub(crate) use query::filter_holds;
 pub use restores::ExternalRestore;
 
 use super::inventory::{Inventory, Point};

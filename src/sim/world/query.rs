@@ -243,11 +243,7 @@ fn parse_filter(filter: &str) -> Result<Filter, SimError> {
     }
     raw_terms.push(current);
     for term in raw_terms.into_iter().filter(|t| !t.trim().is_empty()) {
-        // Two-character operators first: `>=` must not be read as `>`.
-        let ops = [(">=", Op::Ge), ("<=", Op::Le), ("!=", Op::Ne), ("==", Op::Eq), (">", Op::Gt), ("<", Op::Lt)];
-        let Some((field, op, value)) =
-            ops.iter().find_map(|(token, op)| term.split_once(token).map(|(f, v)| (f, *op, v)))
-        else {
+        let Some((field, op, value)) = split_term(&term) else {
             return Err(err(400, format!("Unsupported filter term {term}")));
         };
         let value = value.trim();
@@ -266,6 +262,28 @@ fn parse_filter(filter: &str) -> Result<Filter, SimError> {
         terms.push((field, op, value));
     }
     Ok(terms)
+}
+
+/// Splits `Field<op>Value` at the first operator outside quotes: a quoted value may itself
+/// hold `==` or `>=`.
+fn split_term(term: &str) -> Option<(&str, Op, &str)> {
+    // Two-character operators first: `>=` must not be read as `>`.
+    let ops = [(">=", Op::Ge), ("<=", Op::Le), ("!=", Op::Ne), ("==", Op::Eq), (">", Op::Gt), ("<", Op::Lt)];
+    let mut quoted = false;
+    for (i, c) in term.char_indices() {
+        if c == '"' {
+            quoted = !quoted;
+        } else if !quoted && let Some((token, op)) = ops.iter().find(|(token, _)| term[i..].starts_with(token)) {
+            return Some((&term[..i], *op, &term[i + token.len()..]));
+        }
+    }
+    None
+}
+
+/// Parses `filter` and applies it to one row's `fields` (lower-case names): how `/query`
+/// reads its `filter` parameter, reachable on its own for the fuzzer.
+pub(crate) fn filter_holds(filter: &str, fields: &[(&str, String)]) -> Result<bool, SimError> {
+    matches(&parse_filter(filter)?, fields)
 }
 
 fn matches(filter: &Filter, fields: &[(&str, String)]) -> Result<bool, SimError> {

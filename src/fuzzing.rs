@@ -1,0 +1,130 @@
+//! Entry points for the fuzzers in `fuzz/` and for their regression tests
+//! (`tests/fuzz_regressions.rs`): everything that parses input from EM or from the user, each
+//! reachable from bytes. None may panic, whatever the bytes; where two readings must agree, the
+//! entry point asserts it, so a disagreement is a crash the fuzzer reports.
+
+use std::fmt::Debug;
+use std::path::Path;
+
+use crate::em::model::{self, EntryPoint, FileSystemEntries, LogonInfo, Mount, RestorePoint, RestoreSession, Task};
+use crate::em::wire::Doc;
+use crate::em::{self, PointKind};
+use crate::ledger::{self, MountRecord, SessionRecord};
+use crate::schedule;
+use crate::watch::Counted;
+
+/// A fuzz target: bytes in, a panic on a bug.
+pub type Target = fn(&[u8]);
+
+/// The fuzz targets, by name (`fuzz/fuzz_targets/<name>.rs` calls the function of that name).
+pub const TARGETS: &[(&str, Target)] = &[
+    ("em_body", em_body),
+    ("config", config),
+    ("duration", duration),
+    ("ledger_records", ledger_records),
+    ("web_config", web_config),
+    ("filter", filter),
+];
+
+/// An EM response body through every model decoder. The first byte chooses whether the body
+/// also goes through with a UTF-8 BOM (EM 9.5 sent one on JSON), which must change nothing.
+pub fn em_body(data: &[u8]) {
+    let Some((&flags, body)) = data.split_first() else { return };
+    let plain = decode_all(body);
+    // One BOM is stripped; a second would be content, as everywhere else.
+    if flags & 1 == 1 && !body.starts_with(b"\xef\xbb\xbf") {
+        let with_bom = decode_all(&[b"\xef\xbb\xbf".as_slice(), body].concat());
+        let print = |all: &[Box<dyn Debug>]| all.iter().map(|d| format!("{d:?}")).collect::<Vec<_>>();
+        assert_eq!(print(&plain), print(&with_bom), "a BOM changed what the body decodes to");
+    }
+}
+
+/// Every decoder's result (models or errors), from one parse as the client does it.
+fn decode_all(body: &[u8]) -> Vec<Box<dyn Debug>> {
+    let doc = match Doc::parse(body) {
+        Ok(doc) => doc,
+        Err(e) => return vec![Box::new(e)],
+    };
+    let root = doc.root();
+    let mut out: Vec<Box<dyn Debug>> = vec![
+        Box::new(Mount::decode(root)),
+        Box::new(RestoreSession::decode(root)),
+        Box::new(RestoreSession::decode_query(root)),
+        Box::new(LogonInfo::decode(root)),
+        Box::new(EntryPoint::decode(root)),
+        Box::new(model::error_message(root)),
+        Box::new(FileSystemEntries::decode(root)),
+    ];
+    for kind in [PointKind::Backup, PointKind::Replica] {
+        out.push(Box::new(RestorePoint::decode(root, kind)));
+        out.push(Box::new(RestorePoint::decode_query(root, kind)));
+        out.push(Box::new(Mount::decode_list(root, kind)));
+    }
+    match Task::decode(root) {
+        Ok(task) => {
+            // What the probe reads off a task.
+            out.push(Box::new((task.related().cloned(), task.download().cloned(), task.delete_href().to_owned())));
+            out.push(Box::new(task.into_outcome()));
+        }
+        Err(e) => out.push(Box::new(e)),
+    }
+    out
+}
+
+/// The configuration file: YAML, then every check of the validator.
+pub fn config(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = crate::config::parse(text, Path::new("/nonexistent-base"));
+    }
+}
+
+/// A duration in Prometheus' syntax; what parses must print back to itself.
+pub fn duration(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(d) = crate::duration::parse(text) {
+        let printed = crate::duration::format(d);
+        assert_eq!(crate::duration::parse(&printed), Ok(d), "{text:?} printed as {printed:?}");
+    }
+}
+
+/// The files in `--storage.path` (mount and session records, the schedule, the restore watch):
+/// what decodes must encode and decode again to the same thing.
+pub fn ledger_records(data: &[u8]) {
+    round_trip::<MountRecord>(data);
+    round_trip::<SessionRecord>(data);
+    round_trip::<Counted>(data);
+    round_trip::<std::collections::HashMap<String, schedule::Entry>>(data);
+}
+
+fn round_trip<T: serde::Serialize + serde::de::DeserializeOwned>(data: &[u8]) {
+    let Ok(value) = ledger::decode_record::<T>(data) else { return };
+    let once = serde_json::to_vec(&value).expect("a decoded record encodes");
+    let again: T = ledger::decode_record(&once).expect("an encoded record decodes");
+    assert_eq!(once, serde_json::to_vec(&again).expect("encodes"), "a record changed on its way round");
+}
+
+/// `--web.config.file` (exporter-toolkit format).
+pub fn web_config(data: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = crate::web_config::WebConfig::parse(text, Path::new("/nonexistent-base/web-config.yml"));
+    }
+}
+
+/// The filter language, from both sides: the simulator parses arbitrary filters without
+/// panicking, and a filter the client builds for any VM name selects exactly that VM there.
+pub fn filter(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let row = |vm: &str| {
+        [
+            ("vmdisplayname", vm.to_owned()),
+            ("type", "FileLevelRestore".to_owned()),
+            ("endtime", "2026-11-25T10:00:00Z".to_owned()),
+        ]
+    };
+    let _ = crate::sim::filter_holds(text, &row("vm-01"));
+    let built = format!("VmDisplayName=={};Type==FileLevelRestore", em::quote_filter_value(text));
+    let holds = |vm: &str| crate::sim::filter_holds(&built, &row(vm));
+    assert!(matches!(holds(text), Ok(true)), "{built:?} does not select {text:?}: {:?}", holds(text).err());
+    let other = format!("{text}x");
+    assert!(matches!(holds(&other), Ok(false)), "{built:?} also selects {other:?}");
+}
