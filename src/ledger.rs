@@ -110,6 +110,9 @@ impl Ledger {
                 Err(e) => return Err(format!("cannot create {}: {e}", sub.display())),
             }
         }
+        for dir in [&ledger.root, &ledger.mounts, &ledger.sessions] {
+            remove_interrupted_writes(dir);
+        }
         Ok(ledger)
     }
 
@@ -225,6 +228,22 @@ fn write_durably(path: &Path, record: &impl Serialize) -> Result<(), String> {
     })
 }
 
+/// Removes the temporary files of writes a crash interrupted before their rename. Such a file
+/// is never the only copy of anything: the record it was to replace is still there, and a new
+/// mount record is written before the mount is requested.
+fn remove_interrupted_writes(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for path in entries.filter_map(Result::ok).map(|e| e.path()) {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.starts_with('.') && name.ends_with(".tmp") && path.is_file() {
+            match fs::remove_file(&path) {
+                Ok(()) => tracing::info!(file = %path.display(), "removed a write interrupted by a crash"),
+                Err(e) => tracing::warn!(file = %path.display(), err = %e, "cannot remove an interrupted write"),
+            }
+        }
+    }
+}
+
 fn remove_file(path: &Path) -> Result<(), String> {
     match fs::remove_file(path) {
         Ok(()) => Ok(()),
@@ -233,13 +252,13 @@ fn remove_file(path: &Path) -> Result<(), String> {
     }
 }
 
-/// Every record in `dir`. Unreadable files are logged and skipped, so one corrupt file cannot
-/// stop cleanup of the rest.
 /// One record file's contents (a [`MountRecord`], [`SessionRecord`] or state file).
 pub fn decode_record<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     serde_json::from_slice(bytes).map_err(|e| e.to_string())
 }
 
+/// Every record in `dir`. Unreadable files are logged and skipped, so one corrupt file cannot
+/// stop cleanup of the rest.
 fn read_all<T: DeserializeOwned>(dir: &Path) -> Vec<T> {
     let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
     entries
@@ -303,6 +322,27 @@ mod tests {
         ledger.remove("a").unwrap();
         ledger.remove("a").unwrap();
         assert!(ledger.records("t1").is_empty());
+    }
+
+    #[test]
+    fn writes_a_crash_interrupted_are_removed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let ledger = Ledger::open(&state).unwrap();
+        ledger.save(&record("kept", "t")).unwrap();
+        for stray in ["mounts/.new.json.tmp", "sessions/.abc.json.tmp", ".schedule.json.tmp"] {
+            fs::write(state.join(stray), "{\"half\":").unwrap();
+        }
+        let ledger = Ledger::open(&state).unwrap();
+        let mut left: Vec<String> = ["", "mounts", "sessions"]
+            .iter()
+            .flat_map(|d| fs::read_dir(state.join(d)).unwrap())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "mounts" && n != "sessions")
+            .collect();
+        left.sort();
+        assert_eq!(left, ["kept.json"]);
+        assert_eq!(ledger.records("t").len(), 1);
     }
 
     #[test]

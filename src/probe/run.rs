@@ -123,7 +123,7 @@ impl<'a> Run<'a> {
     }
 
     /// Runs one read-only request-level step under its deadline. Dropping such a step on
-    /// timeout is harmless: it changes nothing on EM.
+    /// timeout or shutdown is harmless: it changes nothing on EM, so shutdown need not wait.
     pub(super) async fn read_step<T>(
         &mut self,
         phase: Phase,
@@ -131,11 +131,15 @@ impl<'a> Run<'a> {
     ) -> Result<T, ProbeError> {
         let started = Instant::now();
         let limit = self.deadline(phase).saturating_duration_since(started);
-        let result = tokio::time::timeout(limit, fut).await;
+        let result = tokio::select! {
+            result = tokio::time::timeout(limit, fut) => Some(result),
+            _ = self.shutdown.cancelled() => None,
+        };
         self.record_phase(phase, started.elapsed());
         match result {
-            Ok(r) => r.map_err(|source| ProbeError::Em { phase, source }),
-            Err(_) => Err(ProbeError::StepTimeout { phase, after: limit }),
+            Some(Ok(r)) => r.map_err(|source| ProbeError::Em { phase, source }),
+            Some(Err(_)) => Err(ProbeError::StepTimeout { phase, after: limit }),
+            None => Err(ProbeError::Cancelled(phase)),
         }
     }
 

@@ -127,6 +127,11 @@ impl SimServer {
         self.sim.world().faults.push(fault);
     }
 
+    /// The faults not yet used up, as `GET /sim/faults` lists them.
+    pub fn faults(&self) -> Vec<Fault> {
+        self.sim.world().faults.clone()
+    }
+
     /// Removes all faults, as `DELETE /sim/faults` would.
     pub fn clear_faults(&self) {
         self.sim.world().faults.clear();
