@@ -287,12 +287,13 @@ impl Shared {
 }
 
 /// One run. When EM answers 401 before the run changed anything on EM (EM restarted, or the
-/// session expired between keep-alives), it logs on again once and starts over: nothing is at
-/// stake yet, so that is no failure. A 401 after a mount exists keeps the orphan handling.
+/// session expired between keep-alives), it starts over once, logged on again (or with the same
+/// session, when EM says it still knows it): nothing is at stake yet, so that is no failure. A
+/// 401 after a mount exists keeps the orphan handling.
 async fn run_once(target: &TargetRuntime, probe: &Spec, shared: &Shared) -> RunReport {
     target.cleanup().await;
     let started = std::time::Instant::now();
-    let mut logged_on_again = false;
+    let mut retried = false;
     loop {
         let session = match target.session().await {
             Ok(session) => session,
@@ -325,13 +326,16 @@ async fn run_once(target: &TargetRuntime, probe: &Spec, shared: &Shared) -> RunR
             &shared.shutdown,
             &observer,
         );
+        let in_use = target.in_flight().use_session(session.id());
         let report = run.execute().await;
-        if !report.session_lost_before_changes || logged_on_again {
+        drop(in_use);
+        if !report.session_lost_before_changes || retried {
             return report;
         }
-        tracing::info!(target_name = %target.config.name, probe = %probe.name, "EM no longer knows the logon session; logging on again before the run changes anything");
-        target.invalidate(&session).await;
-        logged_on_again = true;
+        if target.drop_if_lost(&session).await {
+            tracing::info!(target_name = %target.config.name, probe = %probe.name, "EM no longer knows the logon session; logging on again before the run changes anything");
+        }
+        retried = true;
     }
 }
 

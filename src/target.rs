@@ -159,21 +159,45 @@ impl TargetRuntime {
         Ok(session)
     }
 
-    /// Drops `session` if it is still the current one, because EM no longer knows it (401).
+    /// After a 401 on `session`: asks EM once more whether it knows the session (the keep-alive
+    /// call). Only when EM confirms it is gone is it dropped, so that the next logon never opens
+    /// a second live session beside one that a proxy or a glitch answered 401 for. Returns true
+    /// when the session was dropped.
     ///
-    /// A 401 usually means the session is gone, but a proxy or a glitch can answer 401 too: the
-    /// session is logged off as well (a dead one just answers 401 again), unless it still owns a
-    /// recorded mount, so that a spurious 401 does not leave a live session behind.
-    pub async fn invalidate(&self, session: &Session) {
+    /// A dropped session is logged off as well (a dead one just answers 401 again), unless it
+    /// still owns a recorded mount or a run still uses it; then the next cleanup logs it off once
+    /// nothing needs it.
+    pub async fn drop_if_lost(&self, session: &Session) -> bool {
+        match session.keep_alive().await {
+            Err(em::Error::SessionExpired { .. } | em::Error::NotFound { .. }) => {}
+            Ok(()) => {
+                tracing::warn!(
+                    target_name = self.name(),
+                    session_ref = session_ref(session.id()),
+                    "EM answered 401 but still knows the logon session; keeping it"
+                );
+                return false;
+            }
+            Err(e) => {
+                tracing::warn!(target_name = self.name(), err = %e, "cannot tell whether EM still knows the logon session; keeping it for now");
+                return false;
+            }
+        }
         let mut current = self.state.session.lock().await;
         if current.as_ref().is_some_and(|c| c.session.id() == session.id()) {
             *current = None;
         }
         drop(current);
-        let owns_mounts = self.ledger.records(self.name()).iter().any(|r| r.session_id.expose() == session.id());
-        if !owns_mounts && self.in_flight().is_idle() {
+        if !self.session_needed(session.id()) {
             self.log_off(session).await;
         }
+        true
+    }
+
+    /// True while the logon session `id` owns a recorded mount or a run uses it.
+    fn session_needed(&self, id: &str) -> bool {
+        self.in_flight().uses_session(id)
+            || self.ledger.records(self.name()).iter().any(|r| r.session_id.expose() == id)
     }
 
     async fn logon(&self) -> em::Result<Session> {
@@ -259,9 +283,10 @@ impl TargetRuntime {
         match session.keep_alive().await {
             Ok(()) => self.metrics.write().em_up.with_label_values(&[self.name()]).set(1),
             Err(em::Error::SessionExpired { .. }) => {
-                tracing::info!(target_name = self.name(), "EM logon session expired; logging on again");
-                self.invalidate(&session).await;
-                let _ = self.session().await;
+                if self.drop_if_lost(&session).await {
+                    tracing::info!(target_name = self.name(), "EM logon session expired; logging on again");
+                    let _ = self.session().await;
+                }
             }
             Err(e) => {
                 tracing::warn!(target_name = self.name(), err = %e, "EM keep-alive failed");
@@ -282,7 +307,7 @@ impl TargetRuntime {
     /// Logs `session` off unless it still owns a mount (recorded, or of a run in progress).
     async fn retire(&self, session: Session) {
         let owned = self.ledger.records(self.name()).iter().filter(|r| r.session_id.expose() == session.id()).count();
-        if owned > 0 || !self.in_flight().is_idle() {
+        if owned > 0 || self.in_flight().uses_session(session.id()) {
             tracing::warn!(
                 target_name = self.name(),
                 session_ref = session_ref(session.id()),
@@ -356,14 +381,12 @@ impl TargetRuntime {
         self.metrics.write().orphaned_mounts.with_label_values(&[name, "unresolved"]).set(unresolved);
     }
 
-    /// Logs off recorded sessions that are not the current one and own no recorded mount: those
-    /// of a crashed earlier process, or retired ones whose mounts are gone now.
+    /// Logs off recorded sessions that are not the current one, own no recorded mount and no
+    /// run uses: those of a crashed earlier process, or retired ones nothing needs any more.
     async fn log_off_stale_sessions(&self, current: Option<&Session>) {
-        let records = self.ledger.records(self.name());
         for stale in self.ledger.sessions(self.name()) {
             let id = stale.session_id.expose();
-            let needed = current.is_some_and(|s| s.id() == id) || records.iter().any(|r| r.session_id.expose() == id);
-            if needed || !self.in_flight().is_idle() {
+            if current.is_some_and(|s| s.id() == id) || self.session_needed(id) {
                 continue;
             }
             let Ok(client) = self.client(Secret::new(String::new())) else { continue };

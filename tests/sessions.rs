@@ -228,3 +228,34 @@ async fn unwritable_storage_refuses_the_mount_instead_of_mounting_unrecorded() {
     assert_eq!(setup.records(), 0);
     sim.shutdown().await;
 }
+
+/// A 401 for a session EM still knows (a proxy, a glitch) must not open a second live session:
+/// the exporter asks EM once more, keeps the session, and the probe keeps running on it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spurious_401_on_keep_alive_keeps_the_session_and_opens_no_second_one() {
+    let sim = start_sim().await;
+    let setup = Setup::with(
+        &sim.api_url,
+        "      - { name: mount, kind: mount, vm: canary-win01, interval: 1s }\n",
+        "canary",
+        "1s",
+    );
+    let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    exporter.wait_metric("veeam_restore_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
+    let logons = requests_to(&sim, Call::Logon);
+    sim.add_fault(Fault {
+        endpoint: Some(Call::LogonSession),
+        kind: FaultKind::Status { status: 401, message: None },
+        times: Some(1),
+    });
+    eventually(Duration::from_secs(30), "the keep-alive to meet the 401", || async {
+        exporter.logs().contains("still knows the logon session").then_some(())
+    })
+    .await;
+    let runs = value(&exporter.metrics().await, "veeam_restore_probe_runs_total", &[("probe", "mount")]).unwrap();
+    exporter.wait_metric("veeam_restore_probe_runs_total", &[("probe", "mount")], |v| v >= runs + 2.0).await;
+    assert_eq!(requests_to(&sim, Call::Logon), logons, "no second logon");
+    assert_eq!(alive_sessions(&sim), 1);
+    assert_eq!(value(&exporter.metrics().await, "veeam_restore_em_up", &[("target", "sim")]), Some(1.0));
+    sim.shutdown().await;
+}

@@ -20,8 +20,10 @@ mod mount;
 mod phase;
 mod run;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+
+use sha2::Digest;
 use std::time::{Duration, SystemTime};
 
 pub use phase::{Phase, StepTimeouts};
@@ -306,8 +308,8 @@ impl RunReport {
 }
 
 /// What the probe runs of one target have in flight, so cleanup leaves it alone: their ledger
-/// records and mounts. Also remembers the restore points where a failed mount step may have
-/// left a mount no record knows, for the sweep.
+/// records, mounts and logon sessions. Also remembers the restore points where a failed mount
+/// step may have left a mount no record knows, for the sweep.
 #[derive(Debug, Default)]
 pub struct InFlight(Mutex<Tracked>);
 
@@ -316,6 +318,32 @@ struct Tracked {
     records: HashSet<String>,
     mounts: HashSet<String>,
     to_sweep: HashSet<(PointKind, String)>,
+    /// Runs per logon session, by a hash of the session id (the id is a secret).
+    sessions: HashMap<[u8; 32], usize>,
+}
+
+fn session_key(id: &str) -> [u8; 32] {
+    sha2::Sha256::digest(id.as_bytes()).into()
+}
+
+/// A run's use of a logon session, from before its first request until it ended: while one
+/// exists, the session is not logged off even when it is no longer the current one.
+pub struct SessionInUse<'a> {
+    in_flight: &'a InFlight,
+    key: [u8; 32],
+}
+
+impl Drop for SessionInUse<'_> {
+    fn drop(&mut self) {
+        self.in_flight.with(|t| {
+            if let Some(n) = t.sessions.get_mut(&self.key) {
+                *n -= 1;
+                if *n == 0 {
+                    t.sessions.remove(&self.key);
+                }
+            }
+        });
+    }
 }
 
 impl InFlight {
@@ -339,6 +367,16 @@ impl InFlight {
     /// True when no run holds a record (so no mount can be in progress).
     pub fn is_idle(&self) -> bool {
         self.with(|t| t.records.is_empty())
+    }
+    /// Marks the logon session `id` as used by a run until the returned guard is dropped.
+    pub fn use_session(&self, id: &str) -> SessionInUse<'_> {
+        let key = session_key(id);
+        self.with(|t| *t.sessions.entry(key).or_default() += 1);
+        SessionInUse { in_flight: self, key }
+    }
+    /// True while a run uses the logon session `id`.
+    pub fn uses_session(&self, id: &str) -> bool {
+        self.with(|t| t.sessions.contains_key(&session_key(id)))
     }
 }
 
