@@ -148,6 +148,26 @@ async fn run(exporter: &Exporter, probe: &str) -> String {
     new.into_iter().find(|(r, n)| old.get(r).is_none_or(|o| n > o)).map(|(r, _)| r).unwrap_or_else(|| "?".into())
 }
 
+/// The exporter's configuration for one probe kind: an hour's interval (runs are started by
+/// hand) and short step timeouts.
+fn setup_for(kind: &Kind, sim: &SimServer) -> Setup {
+    let probe =
+        format!("      - {{ name: {}, {}, interval: 1h, timeout: 1m, {} }}\n", kind.probe, kind.yaml, steps_for(kind));
+    Setup::with(&sim.api_url, &probe, "canary", "10m")
+}
+
+/// Clean runs until every record is resolved (bounded): a mount whose request answer was lost
+/// shows up only when its task finishes, and the next cleanup deletes it. Each must succeed.
+async fn clean_runs(exporter: &Exporter, setup: &Setup, probe: &str, cell: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    loop {
+        assert_eq!(run(exporter, probe).await, "ok", "{cell}: a clean run fails");
+        if setup.records() == 0 || std::time::Instant::now() > deadline {
+            break;
+        }
+    }
+}
+
 /// After the cell's run and a clean one: nothing a live session owns is mounted, at most the
 /// current session is alive, and a mount of an expired session was reported, then released as
 /// an operator would. Returns a mark for the matrix when something had to be released.
@@ -171,13 +191,7 @@ async fn every_fault_in_every_phase_leaves_nothing_behind() {
     let mut matrix: Vec<(String, String, String)> = Vec::new();
     for kind in kinds() {
         let sim = start_sim().await;
-        let probe = format!(
-            "      - {{ name: {}, {}, interval: 1h, timeout: 1m, {} }}\n",
-            kind.probe,
-            kind.yaml,
-            steps_for(&kind)
-        );
-        let setup = Setup::with(&sim.api_url, &probe, "canary", "10m");
+        let setup = setup_for(&kind, &sim);
         let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
         exporter.wait_metric("veeam_restore_probe_runs_total", &[("probe", kind.probe)], |v| v >= 1.0).await;
         for &(phase, endpoint, creates_task) in kind.phases {
@@ -193,17 +207,7 @@ async fn every_fault_in_every_phase_leaves_nothing_behind() {
                 sim.add_fault(Fault { endpoint: Some(endpoint), kind: fault, times: Some(1) });
                 let outcome = run(&exporter, kind.probe).await;
                 sim.clear_faults();
-                // Clean runs until every record is resolved (bounded): a mount whose request
-                // answer was lost shows up only when its task finishes, and the next cleanup
-                // deletes it.
-                let deadline = std::time::Instant::now() + Duration::from_secs(8);
-                loop {
-                    let clean = run(&exporter, kind.probe).await;
-                    assert_eq!(clean, "ok", "{}/{phase}/{name}: a clean run fails", kind.probe);
-                    if setup.records() == 0 || std::time::Instant::now() > deadline {
-                        break;
-                    }
-                }
+                clean_runs(&exporter, &setup, kind.probe, &format!("{}/{phase}/{name}", kind.probe)).await;
                 let cell = format!("{}/{phase}/{name} ({outcome})", kind.probe);
                 let row = format!("{}/{phase}", kind.probe);
                 assert!(
@@ -269,13 +273,7 @@ async fn sigterm_in_every_phase_leaves_nothing_behind() {
     let mut cells: Vec<String> = Vec::new();
     for kind in kinds() {
         let sim = start_sim().await;
-        let probe = format!(
-            "      - {{ name: {}, {}, interval: 1h, timeout: 1m, {} }}\n",
-            kind.probe,
-            kind.yaml,
-            steps_for(&kind)
-        );
-        let setup = Setup::with(&sim.api_url, &probe, "canary", "10m");
+        let setup = setup_for(&kind, &sim);
         for &(phase, endpoint, _) in kind.phases {
             let cell = format!("{}/{phase}", kind.probe);
             // Shorter than every step timeout: the step itself would succeed.
@@ -311,13 +309,7 @@ async fn sigterm_in_every_phase_leaves_nothing_behind() {
             drop(exporter);
 
             let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
-            let deadline = std::time::Instant::now() + Duration::from_secs(8);
-            loop {
-                assert_eq!(run(&exporter, kind.probe).await, "ok", "{cell}: the run after the restart fails");
-                if setup.records() == 0 || std::time::Instant::now() > deadline {
-                    break;
-                }
-            }
+            clean_runs(&exporter, &setup, kind.probe, &cell).await;
             let mark = check_clean(&exporter, &sim, &cell).await;
             cells.push(format!(
                 "{cell:<24} run {run_end:<9} exit 0, 0 mounts, {alive} session(s) left; next start clean{mark}"
