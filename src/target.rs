@@ -188,16 +188,16 @@ impl TargetRuntime {
             *current = None;
         }
         drop(current);
-        if !self.session_needed(session.id()) {
+        if !self.session_needed(session.id(), &self.ledger.records(self.name())) {
             self.log_off(session).await;
         }
         true
     }
 
-    /// True while the logon session `id` owns a recorded mount or a run uses it.
-    fn session_needed(&self, id: &str) -> bool {
-        self.in_flight().uses_session(id)
-            || self.ledger.records(self.name()).iter().any(|r| r.session_id.expose() == id)
+    /// True while the logon session `id` owns one of `records` (this target's mount records) or
+    /// a run uses it.
+    fn session_needed(&self, id: &str, records: &[MountRecord]) -> bool {
+        self.in_flight().uses_session(id) || records.iter().any(|r| r.session_id.expose() == id)
     }
 
     async fn logon(&self) -> em::Result<Session> {
@@ -384,9 +384,10 @@ impl TargetRuntime {
     /// Logs off recorded sessions that are not the current one, own no recorded mount and no
     /// run uses: those of a crashed earlier process, or retired ones nothing needs any more.
     async fn log_off_stale_sessions(&self, current: Option<&Session>) {
+        let records = self.ledger.records(self.name());
         for stale in self.ledger.sessions(self.name()) {
             let id = stale.session_id.expose();
-            if current.is_some_and(|s| s.id() == id) || self.session_needed(id) {
+            if current.is_some_and(|s| s.id() == id) || self.session_needed(id, &records) {
                 continue;
             }
             let Ok(client) = self.client(Secret::new(String::new())) else { continue };

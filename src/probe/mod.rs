@@ -22,9 +22,9 @@ mod run;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
 use sha2::Digest;
-use std::time::{Duration, SystemTime};
 
 pub use phase::{Phase, StepTimeouts};
 pub use run::{Polling, Run};
