@@ -36,7 +36,7 @@ pub mod metrics;
 pub mod probe;
 pub mod schedule;
 pub mod scheduler;
-pub mod secret;
+pub use veeam_secret as secret;
 pub mod sim;
 pub mod target;
 pub mod watch;

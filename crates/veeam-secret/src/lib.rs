@@ -1,4 +1,5 @@
-//! A string that must never be printed: passwords and EM session tokens.
+//! A string that must never be printed: passwords, tokens and logon-session ids, shared by the
+//! Veeam clients (`veeam-em`, `veeam-vbr`) and the exporter.
 
 use std::fmt;
 
