@@ -9,7 +9,8 @@ use std::path::Path;
 use crate::em::model::{self, EntryPoint, FileSystemEntries, LogonInfo, Mount, RestorePoint, RestoreSession, Task};
 use crate::em::wire::Doc;
 use crate::em::{self, PointKind};
-use crate::ledger::{self, MountRecord, SessionRecord};
+use crate::cleanup::{MountRecord, SessionRecord};
+use crate::ledger;
 use crate::schedule;
 use crate::watch::Counted;
 

@@ -1,16 +1,13 @@
-//! Durable state in `--storage.path`: records of mounts in flight and of live logon sessions,
-//! so a crash never loses track of either.
+//! Durable state in `--storage.path`: plain storage, one file per record, so a crash never loses
+//! track of anything a run left on a server. What the records mean, and when they are written
+//! and removed, belongs to [`crate::cleanup`]; this module only keeps them safe.
 //!
 //! **Invariants:**
-//! - A mount record is written (and synced) *before* the mount is requested, updated with the
-//!   task and then the mount link as they become known, and removed only after EM confirmed the
-//!   unmount. It holds the logon session token that owns the mount (mounts are only reachable
-//!   from that session).
-//! - A session record is written right after each logon and removed after the log-off, so a
-//!   session a crash left behind is logged off by the next start instead of piling up on EM.
+//! - Every write is atomic and durable (temp file, fsync, rename, fsync the directory); a write a
+//!   crash interrupted is removed on open, and it is never the only copy of anything.
 //! - Records hold tokens, so the exporter keeps them in subdirectories it owns with mode `0700`
 //!   and files `0600`. An existing `--storage.path` keeps its mode; one that others could write
-//!   to (or owned by another user) is refused. File names never contain a session id.
+//!   to (or owned by another user) is refused. File names never contain a secret.
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::Write;
@@ -18,51 +15,24 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use sha2::Digest;
 
-use crate::em::PointKind;
-use crate::secret::Secret;
-
-/// One mount in flight, as stored on disk.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct MountRecord {
-    /// File name stem; unique.
-    pub id: String,
-    pub target: String,
-    pub probe: String,
-    pub vm: String,
-    /// The logon session that owns the mount (a secret like the token: the token is its base64).
-    #[serde(with = "stored_secret")]
-    pub session_id: Secret,
-    #[serde(with = "stored_secret")]
-    pub token: Secret,
-    pub point_kind: PointKind,
-    pub point_id: String,
-    /// Where the point's mounts are listed (and created).
-    pub point_mounts_href: String,
-    pub task_href: Option<String>,
-    pub mount_href: Option<String>,
-    #[serde(with = "humantime_serde")]
-    pub created_at: SystemTime,
+/// A kind of record: kept one file per record in a subdirectory of its own.
+pub trait Record: Serialize + DeserializeOwned {
+    /// The subdirectory, e.g. `mounts`.
+    const DIR: &'static str;
+    /// The file name without `.json`; unique within [`Record::DIR`] and never a secret.
+    fn file_stem(&self) -> String;
+    /// The configured target the record belongs to.
+    fn target(&self) -> &str;
+    fn created_at(&self) -> SystemTime;
 }
 
-/// A logon session this exporter opened and has not logged off yet, as stored on disk.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SessionRecord {
-    pub target: String,
-    #[serde(with = "stored_secret")]
-    pub session_id: Secret,
-    #[serde(with = "stored_secret")]
-    pub token: Secret,
-    #[serde(with = "humantime_serde")]
-    pub created_at: SystemTime,
-}
-
-/// The token must be stored for real in the record file; everywhere else it stays hidden.
-mod stored_secret {
-    use super::Secret;
+/// Stores a [`crate::secret::Secret`] for real in a record file (`#[serde(with = …)]`); everywhere
+/// else it stays hidden.
+pub mod stored_secret {
+    use crate::secret::Secret;
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(secret: &Secret, s: S) -> Result<S::Ok, S::Error> {
@@ -78,13 +48,12 @@ mod stored_secret {
 #[derive(Clone, Debug)]
 pub struct Ledger {
     root: PathBuf,
-    mounts: PathBuf,
-    sessions: PathBuf,
 }
 
 impl Ledger {
     /// Opens the state directory: created `0700` when missing; when it exists its mode is left
     /// alone, but it must be ours and writable by nobody else (records hold session tokens).
+    /// Subdirectories are ours: they are made private again whatever happened to them.
     pub fn open(dir: &Path) -> Result<Ledger, String> {
         let dir_text = dir.display();
         match fs::metadata(dir) {
@@ -96,62 +65,47 @@ impl Ledger {
                 .map_err(|e| format!("cannot create state directory {dir_text}: {e}"))?,
             Err(e) => return Err(format!("cannot open state directory {dir_text}: {e}")),
         }
-        let ledger = Ledger { root: dir.to_owned(), mounts: dir.join("mounts"), sessions: dir.join("sessions") };
-        for sub in [&ledger.mounts, &ledger.sessions] {
-            match DirBuilder::new().mode(0o700).create(sub) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    // Our own subdirectory: keep it private whatever happened to it.
-                    let meta = fs::metadata(sub).map_err(|e| format!("cannot open {}: {e}", sub.display()))?;
-                    check_owner(sub, &meta)?;
-                    fs::set_permissions(sub, fs::Permissions::from_mode(0o700))
-                        .map_err(|e| format!("cannot restrict permissions of {}: {e}", sub.display()))?;
-                }
-                Err(e) => return Err(format!("cannot create {}: {e}", sub.display())),
-            }
+        remove_interrupted_writes(dir);
+        let entries = fs::read_dir(dir).map_err(|e| format!("cannot read state directory {dir_text}: {e}"))?;
+        for sub in entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()) {
+            let meta = fs::metadata(&sub).map_err(|e| format!("cannot open {}: {e}", sub.display()))?;
+            check_owner(&sub, &meta)?;
+            fs::set_permissions(&sub, fs::Permissions::from_mode(0o700))
+                .map_err(|e| format!("cannot restrict permissions of {}: {e}", sub.display()))?;
+            remove_interrupted_writes(&sub);
         }
-        for dir in [&ledger.root, &ledger.mounts, &ledger.sessions] {
-            remove_interrupted_writes(dir);
+        Ok(Ledger { root: dir.to_owned() })
+    }
+
+    fn dir_of<R: Record>(&self) -> PathBuf {
+        self.root.join(R::DIR)
+    }
+
+    fn path_of<R: Record>(&self, record: &R) -> PathBuf {
+        self.dir_of::<R>().join(format!("{}.json", record.file_stem()))
+    }
+
+    /// Writes a record atomically and durably (its subdirectory is created `0700` if missing).
+    pub fn put<R: Record>(&self, record: &R) -> Result<(), String> {
+        let dir = self.dir_of::<R>();
+        match DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+            Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
         }
-        Ok(ledger)
+        write_durably(&self.path_of(record), record)
     }
 
-    fn mount_path(&self, id: &str) -> PathBuf {
-        self.mounts.join(format!("{id}.json"))
+    /// Removes a record; removing one that is gone already is no error.
+    pub fn remove<R: Record>(&self, record: &R) -> Result<(), String> {
+        remove_file(&self.path_of(record))
     }
 
-    /// Session ids are secrets too: the file is named by a hash of the id.
-    fn session_path(&self, session_id: &str) -> PathBuf {
-        let digest = hex::encode(sha2::Sha256::digest(session_id.as_bytes()));
-        self.sessions.join(format!("{}.json", &digest[..32]))
-    }
-
-    /// Writes a mount record atomically and durably.
-    pub fn save(&self, record: &MountRecord) -> Result<(), String> {
-        write_durably(&self.mount_path(&record.id), record)
-    }
-
-    /// Removes a mount record once its mount is confirmed gone.
-    pub fn remove(&self, id: &str) -> Result<(), String> {
-        remove_file(&self.mount_path(id))
-    }
-
-    /// All mount records of one target, oldest first.
-    pub fn records(&self, target: &str) -> Vec<MountRecord> {
-        let mut records: Vec<MountRecord> =
-            read_all(&self.mounts).into_iter().filter(|r: &MountRecord| r.target == target).collect();
-        records.sort_by_key(|r| r.created_at);
+    /// Every record of one kind and target, oldest first.
+    pub fn all<R: Record>(&self, target: &str) -> Vec<R> {
+        let mut records: Vec<R> = read_all(&self.dir_of::<R>()).into_iter().filter(|r: &R| r.target() == target).collect();
+        records.sort_by_key(|r| r.created_at());
         records
-    }
-
-    /// Records a new logon session (before it can own anything).
-    pub fn save_session(&self, record: &SessionRecord) -> Result<(), String> {
-        write_durably(&self.session_path(record.session_id.expose()), record)
-    }
-
-    /// Forgets a session once it is logged off (or EM no longer knows it).
-    pub fn remove_session(&self, session_id: &str) -> Result<(), String> {
-        remove_file(&self.session_path(session_id))
     }
 
     /// A small state file of another module (e.g. the schedule); the default when missing.
@@ -167,11 +121,6 @@ impl Ledger {
     /// Writes a small state file atomically and durably.
     pub fn save_state<T: Serialize>(&self, name: &str, value: &T) -> Result<(), String> {
         write_durably(&self.root.join(name), value)
-    }
-
-    /// All session records of one target.
-    pub fn sessions(&self, target: &str) -> Vec<SessionRecord> {
-        read_all(&self.sessions).into_iter().filter(|r: &SessionRecord| r.target == target).collect()
     }
 }
 
@@ -252,7 +201,7 @@ fn remove_file(path: &Path) -> Result<(), String> {
     }
 }
 
-/// One record file's contents (a [`MountRecord`], [`SessionRecord`] or state file).
+/// One record file's contents (a [`Record`] or a state file).
 pub fn decode_record<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     serde_json::from_slice(bytes).map_err(|e| e.to_string())
 }
@@ -282,76 +231,85 @@ fn read_all<T: DeserializeOwned>(dir: &Path) -> Vec<T> {
 mod tests {
     use super::*;
 
-    fn record(id: &str, target: &str) -> MountRecord {
-        MountRecord {
-            id: id.into(),
-            target: target.into(),
-            probe: "p".into(),
-            vm: "vm".into(),
-            session_id: Secret::new("s"),
-            token: Secret::new("TOKEN"),
-            point_kind: PointKind::Backup,
-            point_id: "pt".into(),
-            point_mounts_href: "h".into(),
-            task_href: None,
-            mount_href: None,
-            created_at: SystemTime::now(),
+    #[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+    struct Note {
+        id: String,
+        target: String,
+        #[serde(with = "stored_secret")]
+        token: crate::secret::Secret,
+        #[serde(with = "humantime_serde")]
+        at: SystemTime,
+    }
+
+    impl Record for Note {
+        const DIR: &'static str = "notes";
+        fn file_stem(&self) -> String {
+            self.id.clone()
+        }
+        fn target(&self) -> &str {
+            &self.target
+        }
+        fn created_at(&self) -> SystemTime {
+            self.at
         }
     }
 
+    fn note(id: &str, target: &str) -> Note {
+        Note { id: id.into(), target: target.into(), token: crate::secret::Secret::new("TOKEN"), at: SystemTime::now() }
+    }
+
     #[test]
-    fn save_list_remove_with_private_permissions() {
+    fn put_list_remove_with_private_permissions() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(&dir.path().join("state")).unwrap();
-        ledger.save(&record("a", "t1")).unwrap();
-        ledger.save(&record("b", "t2")).unwrap();
-        let mut a = record("a", "t1");
-        a.mount_href = Some("m".into());
-        ledger.save(&a).unwrap();
-        let listed = ledger.records("t1");
-        assert_eq!(listed.len(), 1);
-        assert_eq!(listed[0].mount_href.as_deref(), Some("m"));
+        ledger.put(&note("a", "t1")).unwrap();
+        ledger.put(&note("b", "t2")).unwrap();
+        ledger.put(&note("c", "t1")).unwrap();
+        let listed: Vec<Note> = ledger.all("t1");
+        assert_eq!(listed.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["a", "c"], "oldest first");
         assert_eq!(listed[0].token.expose(), "TOKEN");
-        let mode = fs::metadata(ledger.mount_path("a")).unwrap().permissions().mode() & 0o777;
+        let mode = fs::metadata(dir.path().join("state/notes/a.json")).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        for d in ["state", "state/mounts", "state/sessions"] {
+        for d in ["state", "state/notes"] {
             let dir_mode = fs::metadata(dir.path().join(d)).unwrap().permissions().mode() & 0o777;
             assert_eq!(dir_mode, 0o700, "{d}");
         }
         assert!(!format!("{:?}", listed[0]).contains("TOKEN"));
-        ledger.remove("a").unwrap();
-        ledger.remove("a").unwrap();
-        assert!(ledger.records("t1").is_empty());
+        ledger.remove(&note("a", "t1")).unwrap();
+        ledger.remove(&note("a", "t1")).unwrap();
+        assert_eq!(ledger.all::<Note>("t1").len(), 1);
     }
 
     #[test]
-    fn writes_a_crash_interrupted_are_removed_on_open() {
+    fn writes_a_crash_interrupted_are_removed_and_subdirectories_made_private_on_open() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         let ledger = Ledger::open(&state).unwrap();
-        ledger.save(&record("kept", "t")).unwrap();
-        for stray in ["mounts/.new.json.tmp", "sessions/.abc.json.tmp", ".schedule.json.tmp"] {
+        ledger.put(&note("kept", "t")).unwrap();
+        fs::set_permissions(state.join("notes"), fs::Permissions::from_mode(0o755)).unwrap();
+        for stray in ["notes/.new.json.tmp", ".schedule.json.tmp"] {
             fs::write(state.join(stray), "{\"half\":").unwrap();
         }
         let ledger = Ledger::open(&state).unwrap();
-        let mut left: Vec<String> = ["", "mounts", "sessions"]
+        let mut left: Vec<String> = ["", "notes"]
             .iter()
             .flat_map(|d| fs::read_dir(state.join(d)).unwrap())
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n != "mounts" && n != "sessions")
+            .filter(|n| n != "notes")
             .collect();
         left.sort();
         assert_eq!(left, ["kept.json"]);
-        assert_eq!(ledger.records("t").len(), 1);
+        assert_eq!(ledger.all::<Note>("t").len(), 1);
+        assert_eq!(fs::metadata(state.join("notes")).unwrap().permissions().mode() & 0o777, 0o700);
     }
 
     #[test]
     fn corrupt_records_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let ledger = Ledger::open(&dir.path().join("state")).unwrap();
-        fs::write(dir.path().join("state/mounts/bad.json"), "{").unwrap();
-        ledger.save(&record("ok", "t")).unwrap();
-        assert_eq!(ledger.records("t").len(), 1);
+        ledger.put(&note("ok", "t")).unwrap();
+        fs::write(dir.path().join("state/notes/bad.json"), "{").unwrap();
+        assert_eq!(ledger.all::<Note>("t").len(), 1);
     }
 
     #[test]
@@ -368,30 +326,5 @@ mod tests {
         let file = dir.path().join("file");
         fs::write(&file, "").unwrap();
         assert!(Ledger::open(&file).unwrap_err().contains("not a directory"));
-    }
-
-    #[test]
-    fn session_records_are_named_without_the_session_id() {
-        let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(&dir.path().join("state")).unwrap();
-        let record = SessionRecord {
-            target: "t".into(),
-            session_id: Secret::new("SESSION-ID-1"),
-            token: Secret::new("TOKEN"),
-            created_at: SystemTime::now(),
-        };
-        ledger.save_session(&record).unwrap();
-        let names: Vec<String> = fs::read_dir(dir.path().join("state/sessions"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(names.len(), 1);
-        assert!(!names[0].contains("SESSION-ID-1"));
-        let listed = ledger.sessions("t");
-        assert_eq!(listed[0].session_id.expose(), "SESSION-ID-1");
-        assert!(ledger.sessions("other").is_empty());
-        assert!(!format!("{:?}", listed[0]).contains("SESSION-ID-1"));
-        ledger.remove_session("SESSION-ID-1").unwrap();
-        assert!(ledger.sessions("t").is_empty());
     }
 }

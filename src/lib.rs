@@ -7,14 +7,17 @@
 //! - [`sim`]: a simulated Enterprise Manager built from the documented API, for tests and demos.
 //! - [`config`]: the configuration file, parsed strictly with every problem reported at once.
 //! - [`probe`]: one probe run (mount, file restore), each step timed on its own.
-//! - [`target`]: one EM at run time: logon session, concurrency limit, orphan cleanup.
-//! - [`ledger`]: durable records of mounts in flight, so a crash never loses one.
+//! - [`target`]: one EM at run time: logon session, logon backoff, concurrency limit.
+//! - [`cleanup`]: what runs leave on a server, one record type each, followed up until gone.
+//! - [`ledger`]: durable storage of those records in `--storage.path`.
 //! - [`schedule`]: when each probe runs next, persisted across restarts and reloads.
 //! - [`scheduler`]: runs probes on their schedules and publishes results.
 //! - [`logging`]: log lines as Prometheus components write them (`ts`, `level`, `msg`).
 //! - [`metrics`]: every metric name, in one place.
 //! - [`fields`]: strict decoding of YAML mappings key by key (every problem, each named).
 //! - [`history`]: recent runs for the landing page.
+//! - [`exposition`]: the `/metrics` body, re-encoded in the background when something changed.
+//! - [`watch`]: the passive restore watch: other users' restores, counted once.
 //! - [`web`]: landing page, `/metrics`, health, readiness, reload.
 //! - [`web_config`]: `--web.config.file` (TLS, basic auth, headers), exporter-toolkit format.
 //! - [`app`]: flags, logging, start-up, reload and shutdown.
@@ -22,6 +25,7 @@
 //! - [`fuzzing`]: every parser of outside input, reachable from bytes, for `fuzz/`.
 
 pub mod app;
+pub mod cleanup;
 pub mod config;
 pub mod demo;
 pub mod duration;

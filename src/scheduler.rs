@@ -9,13 +9,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::history::History;
+use crate::cleanup;
 use crate::ledger::Ledger;
 use crate::metrics::{Metrics, ProbeObserver, RUN_CANCELLED, RUN_FAILURE, RUN_SUCCESS, unix_seconds};
 use crate::probe::{Polling, Run, RunReport, Spec};
@@ -144,15 +145,24 @@ impl Generation {
     }
 }
 
-/// Logs on, cleans up what earlier runs left, then keeps the session alive.
+/// Logs on, keeps the session alive, and follows up what earlier runs left on its own timer
+/// ([`cleanup::FollowUp`]): records are reached with their own sessions, so cleanup goes on
+/// while a logon is refused or backing off.
 async fn keeper(target: Arc<TargetRuntime>, stop: CancellationToken) {
-    if target.session().await.is_ok() {
-        target.cleanup().await;
-    }
+    let _ = target.session().await;
+    let interval = target.config.keepalive_interval;
+    let mut follow_up = cleanup::FollowUp::default();
+    let mut next_keep_alive = Instant::now() + interval;
     loop {
+        let open = cleanup::pass(&target).await;
+        let next_pass = Instant::now() + follow_up.next(open, interval);
         tokio::select! {
-            _ = tokio::time::sleep(target.config.keepalive_interval) => target.keep_alive().await,
+            _ = tokio::time::sleep_until(next_pass.min(next_keep_alive).into()) => {}
             _ = stop.cancelled() => return,
+        }
+        if Instant::now() >= next_keep_alive {
+            target.keep_alive().await;
+            next_keep_alive = Instant::now() + interval;
         }
     }
 }
@@ -291,7 +301,7 @@ impl Shared {
 /// session, when EM says it still knows it): nothing is at stake yet, so that is no failure. A
 /// 401 after a mount exists keeps the orphan handling.
 async fn run_once(target: &TargetRuntime, probe: &Spec, shared: &Shared) -> RunReport {
-    target.cleanup().await;
+    cleanup::pass(target).await;
     let started = std::time::Instant::now();
     let mut retried = false;
     loop {

@@ -1,5 +1,5 @@
-//! One EM target at run time: its logon session, logon backoff, concurrency limit, and the
-//! cleanup of mounts and sessions that earlier runs or processes left behind.
+//! One EM target at run time: its logon session, logon backoff and concurrency limit. What
+//! earlier runs or processes left on EM is [`crate::cleanup`]'s business.
 //!
 //! **Invariants:**
 //! - A probe run takes the current session when it starts and keeps it to the end, so a new
@@ -7,27 +7,23 @@
 //!   that created them.
 //! - A session that still owns a recorded mount is never logged off: after log-off nobody could
 //!   delete the mount. Its records stay, with the token, for the next cleanup or the next start.
-//! - Cleanup never touches what a run in progress owns (see [`InFlight`]).
 //! - After a refused logon, the next attempt waits (exponential backoff), whatever the probe
 //!   schedules say: Active Directory locks accounts after a few bad passwords.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use sha2::Digest;
 use tokio::sync::{Mutex, Semaphore};
 
 use crate::config::Target;
-use crate::em::{self, Client, ClientConfig, Session, TaskState};
-use crate::ledger::{Ledger, MountRecord, SessionRecord};
+use crate::em::{self, Client, ClientConfig, Session};
+use crate::cleanup::{self, MountRecord, SessionRecord};
+use crate::ledger::Ledger;
 use crate::metrics::{ApiObserver, Metrics};
 use crate::probe::InFlight;
 use crate::secret::Secret;
-
-/// How long the record of a mount request whose answer was lost is kept looking for the mount
-/// that request may still create (longer than any sane mount step timeout).
-const LOST_MOUNT_GRACE: Duration = Duration::from_secs(30 * 60);
 
 /// First wait after a refused logon; it doubles per refusal up to [`BACKOFF_MAX`].
 const BACKOFF_FIRST: Duration = Duration::from_secs(30);
@@ -48,7 +44,8 @@ pub struct TargetRuntime {
 #[derive(Default)]
 pub struct TargetState {
     pub in_flight: InFlight,
-    cleanup_lock: Mutex<()>,
+    /// One cleanup pass at a time (see [`crate::cleanup`]).
+    pub(crate) cleanup_lock: Mutex<()>,
     session: Mutex<Option<CurrentSession>>,
     backoff: std::sync::Mutex<Backoff>,
     /// What the restore watch has counted (loaded from `--storage.path` on first use); one
@@ -78,14 +75,6 @@ impl TargetState {
     }
 }
 
-/// What became of one orphan record.
-enum Cleanup {
-    Cleaned,
-    Retry(String),
-    /// The owning logon session is gone: EM will not let anyone reach the mount through the API.
-    Unresolved,
-}
-
 /// A short, non-reversible reference to a logon session for logs: ids are secrets (the token
 /// is their base64), but operators need to tell sessions apart.
 pub fn session_ref(id: &str) -> String {
@@ -111,7 +100,7 @@ impl TargetRuntime {
         &self.state.in_flight
     }
 
-    fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.config.name
     }
 
@@ -124,7 +113,7 @@ impl TargetRuntime {
         )
     }
 
-    fn client(&self, password: Secret) -> em::Result<Client> {
+    pub(crate) fn client(&self, password: Secret) -> em::Result<Client> {
         let c = &self.config;
         let mut config = ClientConfig::new(c.url.clone(), c.username.clone(), password);
         config.format = c.format;
@@ -188,7 +177,7 @@ impl TargetRuntime {
             *current = None;
         }
         drop(current);
-        if !self.session_needed(session.id(), &self.ledger.records(self.name())) {
+        if !self.session_needed(session.id(), &self.ledger.all::<MountRecord>(self.name())) {
             self.log_off(session).await;
         }
         true
@@ -196,7 +185,7 @@ impl TargetRuntime {
 
     /// True while the logon session `id` owns one of `records` (this target's mount records) or
     /// a run uses it.
-    fn session_needed(&self, id: &str, records: &[MountRecord]) -> bool {
+    pub(crate) fn session_needed(&self, id: &str, records: &[MountRecord]) -> bool {
         self.in_flight().uses_session(id) || records.iter().any(|r| r.session_id.expose() == id)
     }
 
@@ -225,13 +214,7 @@ impl TargetRuntime {
                 tracing::info!(target_name = name, session_ref = session_ref(s.id()), "logged on to EM");
                 self.metrics.write().em_up.with_label_values(&[name]).set(1);
                 self.note_logon_accepted();
-                let record = SessionRecord {
-                    target: name.to_owned(),
-                    session_id: Secret::new(s.id()),
-                    token: s.token().clone(),
-                    created_at: SystemTime::now(),
-                };
-                if let Err(e) = self.ledger.save_session(&record) {
+                if let Err(e) = self.ledger.put(&SessionRecord::of(name, s)) {
                     tracing::error!(target_name = name, err = %e, "cannot record the logon session; after a crash it would stay open on EM");
                 }
             }
@@ -295,18 +278,19 @@ impl TargetRuntime {
         }
     }
 
-    /// Logs off at shutdown (or when the target is removed): first deletes every recorded mount
-    /// of the session; if one is still there, the session stays open and its records stay for
-    /// the next start, which can still reach the mount with the recorded token.
+    /// Logs off at shutdown (or when the target is removed): first follows up every record,
+    /// waiting for an earlier process's mount task still in flight (see [`cleanup::settle`]);
+    /// if a mount is still there, its session stays open and its records stay for the next
+    /// start, which can still reach the mount with the recorded token.
     pub async fn logoff(&self) {
-        self.cleanup().await;
+        cleanup::settle(self).await;
         let Some(current) = self.state.session.lock().await.take() else { return };
         self.retire(current.session).await;
     }
 
     /// Logs `session` off unless it still owns a mount (recorded, or of a run in progress).
     async fn retire(&self, session: Session) {
-        let owned = self.ledger.records(self.name()).iter().filter(|r| r.session_id.expose() == session.id()).count();
+        let owned = self.ledger.all::<MountRecord>(self.name()).iter().filter(|r| r.session_id.expose() == session.id()).count();
         if owned > 0 || self.in_flight().uses_session(session.id()) {
             tracing::warn!(
                 target_name = self.name(),
@@ -321,7 +305,7 @@ impl TargetRuntime {
     }
 
     /// `DELETE /logonSessions/{id}`; the session record goes once EM no longer knows the session.
-    async fn log_off(&self, session: &Session) -> bool {
+    pub(crate) async fn log_off(&self, session: &Session) -> bool {
         let gone = match session.logoff().await {
             Ok(()) => {
                 tracing::info!(
@@ -338,189 +322,26 @@ impl TargetRuntime {
                 false
             }
         };
-        if gone && let Err(e) = self.ledger.remove_session(session.id()) {
+        if gone && let Err(e) = self.ledger.remove(&SessionRecord::of(self.name(), session)) {
             tracing::warn!(target_name = self.name(), err = %e, "cannot remove session record");
         }
         gone
     }
 
-    /// Deletes every mount earlier runs left behind that can still be reached, reports the rest,
-    /// sweeps the current session for mounts no running probe owns, and logs off sessions that
-    /// earlier processes left open once no record needs them.
-    pub async fn cleanup(&self) {
-        let _one_at_a_time = self.state.cleanup_lock.lock().await;
-        let current = self.state.session.lock().await.as_ref().map(|c| c.session.clone());
-        let (mut retrying, mut unresolved) = (0, 0);
-        for record in self.ledger.records(self.name()) {
-            if self.in_flight().has_record(&record.id) {
-                continue;
-            }
-            let outcome = match self.clean_record(&record, current.as_ref()).await {
-                Cleanup::Unresolved => self.check_unresolved(&record, current.as_ref()).await,
-                other => other,
-            };
-            match outcome {
-                Cleanup::Cleaned => {
-                    if let Err(e) = self.ledger.remove(&record.id) {
-                        tracing::error!(target_name = self.name(), err = %e, "cannot remove cleaned mount record");
-                    }
-                }
-                Cleanup::Retry(why) => {
-                    retrying += 1;
-                    tracing::warn!(target_name = self.name(), record = %record.id, probe = %record.probe, err = %why, "orphaned mount not cleaned yet; will retry");
-                }
-                Cleanup::Unresolved => unresolved += 1,
-            }
-        }
-        if let Some(session) = &current {
-            self.sweep(session).await;
-        }
-        self.log_off_stale_sessions(current.as_ref()).await;
-        let name = self.name();
-        self.metrics.write().orphaned_mounts.with_label_values(&[name, "retrying"]).set(retrying);
-        self.metrics.write().orphaned_mounts.with_label_values(&[name, "unresolved"]).set(unresolved);
+    /// The current logon session, if there is one; never logs on.
+    pub(crate) async fn current_session(&self) -> Option<Session> {
+        self.state.session.lock().await.as_ref().map(|c| c.session.clone())
     }
 
-    /// Logs off recorded sessions that are not the current one, own no recorded mount and no
-    /// run uses: those of a crashed earlier process, or retired ones nothing needs any more.
-    async fn log_off_stale_sessions(&self, current: Option<&Session>) {
-        let records = self.ledger.records(self.name());
-        for stale in self.ledger.sessions(self.name()) {
-            let id = stale.session_id.expose();
-            if current.is_some_and(|s| s.id() == id) || self.session_needed(id, &records) {
-                continue;
-            }
-            let Ok(client) = self.client(Secret::new(String::new())) else { continue };
-            self.log_off(&client.resume(id, stale.token.clone())).await;
-        }
+    /// `veeam_restore_orphaned_mounts` as a cleanup pass found them.
+    pub(crate) fn report_orphans(&self, retrying: u32, unresolved: u32) {
+        let m = self.metrics.write();
+        m.orphaned_mounts.with_label_values(&[self.name(), "retrying"]).set(i64::from(retrying));
+        m.orphaned_mounts.with_label_values(&[self.name(), "unresolved"]).set(i64::from(unresolved));
     }
 
-    fn cleaned(&self) {
+    pub(crate) fn count_orphan_cleaned(&self) {
         self.metrics.write().orphans_cleaned.with_label_values(&[self.name()]).inc();
-    }
-
-    async fn clean_record(&self, r: &MountRecord, current: Option<&Session>) -> Cleanup {
-        // Use the session that owns the mount: the current one, or the recorded token.
-        let recorded = r.session_id.expose();
-        let is_current = current.is_some_and(|s| s.id() == recorded);
-        let session = match current.filter(|s| s.id() == recorded) {
-            Some(s) => s.clone(),
-            None => match self.client(Secret::new(String::new())) {
-                Ok(client) => client.resume(recorded, r.token.clone()),
-                Err(e) => return Cleanup::Retry(e.to_string()),
-            },
-        };
-        if let Some(href) = &r.mount_href {
-            return match session.delete_mount(href).await {
-                Ok(()) | Err(em::Error::NotFound { .. }) => {
-                    tracing::info!(target_name = self.name(), probe = %r.probe, "deleted a mount left behind by an earlier run");
-                    self.cleaned();
-                    Cleanup::Cleaned
-                }
-                Err(em::Error::SessionExpired { .. }) => Cleanup::Unresolved,
-                Err(e) => Cleanup::Retry(e.to_string()),
-            };
-        }
-        // The mount link was never learnt: find out from the task, then from the point's mounts.
-        let mut task_running = false;
-        if let Some(task_href) = &r.task_href {
-            match session.task(task_href).await {
-                Ok(t) if t.state != TaskState::Finished => task_running = true,
-                Ok(t) if t.result.as_ref().is_some_and(|res| !res.success) => return Cleanup::Cleaned,
-                Ok(_) | Err(em::Error::NotFound { .. }) => {}
-                Err(em::Error::SessionExpired { .. }) => return Cleanup::Unresolved,
-                Err(e) => return Cleanup::Retry(e.to_string()),
-            }
-        }
-        // A run in progress may hold a mount it has not registered yet: listing-and-deleting in
-        // the current session waits until no run is in flight.
-        if is_current && !self.in_flight().is_idle() {
-            return Cleanup::Retry("probe runs in progress on this session".into());
-        }
-        let mounts = match session.mounts_at(&r.point_mounts_href, r.point_kind).await {
-            Ok(m) => m,
-            Err(em::Error::SessionExpired { .. }) => return Cleanup::Unresolved,
-            Err(e) => return Cleanup::Retry(e.to_string()),
-        };
-        for m in &mounts {
-            match session.delete_mount(m.delete_href()).await {
-                Ok(()) | Err(em::Error::NotFound { .. }) => self.cleaned(),
-                Err(e) => return Cleanup::Retry(e.to_string()),
-            }
-        }
-        if task_running {
-            return Cleanup::Retry("its mount task is still running".into());
-        }
-        // The answer to the mount request was lost, so its task is unknown: the mount it may
-        // have started can still appear. Keep looking for a while before trusting "none".
-        let unknown_task = r.task_href.is_none();
-        let young = r.created_at.elapsed().is_ok_and(|age| age < LOST_MOUNT_GRACE);
-        if unknown_task && mounts.is_empty() && young {
-            return Cleanup::Retry("the answer to its mount request was lost; a mount may still appear".into());
-        }
-        Cleanup::Cleaned
-    }
-
-    /// An unreachable mount may still exist on the backup server. While EM still lists a
-    /// `Working` file-level restore session for the VM, it is reported as unresolved; once there
-    /// is none, the mount is gone and the record is dropped.
-    async fn check_unresolved(&self, r: &MountRecord, current: Option<&Session>) -> Cleanup {
-        let Some(session) = current else { return Cleanup::Unresolved };
-        match session.working_flr_sessions(&r.vm).await {
-            Ok(sessions) if sessions.is_empty() => {
-                tracing::info!(target_name = self.name(), probe = %r.probe, vm = %r.vm, "orphaned mount no longer shows as a working restore session; dropping its record");
-                Cleanup::Cleaned
-            }
-            Ok(sessions) => {
-                let names: Vec<&str> = sessions.iter().filter_map(|s| s.name.as_deref()).collect();
-                tracing::error!(
-                    target_name = self.name(),
-                    probe = %r.probe,
-                    vm = %r.vm,
-                    created_at = %humantime::format_rfc3339_seconds(r.created_at),
-                    restore_sessions = ?names,
-                    "UNRESOLVED orphaned mount: its EM logon session expired, so the API cannot delete it. \
-                     Stop the file-level restore session for this VM in the Veeam console (or the VBR REST API); \
-                     this record is dropped automatically once EM no longer lists it as Working (see docs/runbook.md)"
-                );
-                Cleanup::Unresolved
-            }
-            Err(e) => {
-                tracing::warn!(target_name = self.name(), err = %e, "cannot look for the orphan's restore session");
-                Cleanup::Unresolved
-            }
-        }
-    }
-
-    /// Deletes mounts that the current session holds but no running probe owns, at the restore
-    /// points where a mount step failed (e.g. a mount task that finished after its step timed
-    /// out). Only while no run is in flight: a run may hold a mount it has not registered yet.
-    /// A point stays to sweep until no record of it is left and a listing shows nothing stray.
-    async fn sweep(&self, session: &Session) {
-        if !self.in_flight().is_idle() {
-            return;
-        }
-        for point in self.in_flight().to_sweep() {
-            let Ok(mounts) = session.mounts_at(&point.1, point.0).await else { continue };
-            let mut all_gone = true;
-            for m in mounts.iter().filter(|m| !self.in_flight().has_mount(&m.href)) {
-                match session.delete_mount(m.delete_href()).await {
-                    Ok(()) => {
-                        tracing::info!(target_name = self.name(), "deleted a stray mount no probe owns");
-                        self.cleaned();
-                    }
-                    Err(e) => {
-                        all_gone = false;
-                        tracing::warn!(target_name = self.name(), err = %e, "cannot delete a stray mount");
-                    }
-                }
-            }
-            // While a record of that point is left, its task may still produce a mount.
-            let recorded = self.ledger.records(self.name()).iter().any(|r| r.point_mounts_href == point.1);
-            if all_gone && !recorded {
-                self.in_flight().swept(&point);
-            }
-        }
     }
 }
 

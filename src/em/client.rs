@@ -60,6 +60,7 @@ pub enum Endpoint {
     CatalogBrowse,
     CatalogRestore,
     Task,
+    TaskList,
     TaskDelete,
     RestoreSession,
 }
@@ -81,6 +82,7 @@ impl Endpoint {
         Endpoint::CatalogBrowse,
         Endpoint::CatalogRestore,
         Endpoint::Task,
+        Endpoint::TaskList,
         Endpoint::TaskDelete,
         Endpoint::RestoreSession,
     ];
@@ -102,7 +104,7 @@ impl Endpoint {
             | Endpoint::CatalogBrowse
             | Endpoint::CatalogRestore
             | Endpoint::RestoreSession => "restore",
-            Endpoint::Task | Endpoint::TaskDelete => "task",
+            Endpoint::Task | Endpoint::TaskList | Endpoint::TaskDelete => "task",
         }
     }
 
@@ -123,6 +125,7 @@ impl Endpoint {
             Endpoint::CatalogBrowse => "catalog_browse",
             Endpoint::CatalogRestore => "catalog_restore",
             Endpoint::Task => "task",
+            Endpoint::TaskList => "task_list",
             Endpoint::TaskDelete => "task_delete",
             Endpoint::RestoreSession => "restore_session",
         }

@@ -161,6 +161,13 @@ impl Session {
         Task::decode(doc.root())
     }
 
+    /// The tasks of this logon session (`GET /tasks`: "tasks … created within the currently
+    /// existing logon session"). Cleanup reads it when the answer to a mount request was lost.
+    pub async fn tasks(&self) -> Result<Vec<Task>> {
+        let doc = self.get(self.client.url("tasks")?, Endpoint::TaskList).await?;
+        doc.root().items("Tasks", "Task").into_iter().map(Task::decode).collect()
+    }
+
     /// Removes a finished task (housekeeping) or stops a running one.
     pub async fn delete_task(&self, task: &Task) -> Result<()> {
         self.delete(self.client.resolve(task.delete_href())?, Endpoint::TaskDelete).await

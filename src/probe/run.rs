@@ -8,8 +8,8 @@ use super::{
     Failure, InFlight, Operation, Phase, ProbeError, RestoreResult, RunObserver, RunReport, Spec, TaskOutcome,
 };
 use crate::em::{self, Mount, OsKind, RestorePoint, RestoreSession, RestoreSessionState, Session, Task};
-use crate::ledger::{Ledger, MountRecord};
-use crate::secret::Secret;
+use crate::cleanup::MountRecord;
+use crate::ledger::Ledger;
 
 /// How task and restore-session polls back off: from `initial`, ×1.5 per poll, up to `max`.
 #[derive(Clone, Copy, Debug)]
@@ -312,23 +312,10 @@ impl<'a> Run<'a> {
     /// On error the ledger record stays whenever a mount may exist, so cleanup finds it later.
     pub(super) async fn mount(&mut self, point: RestorePoint, os: Option<OsKind>) -> Result<Mounted, ProbeError> {
         let started = Instant::now();
-        let record = MountRecord {
-            id: uuid::Uuid::new_v4().to_string(),
-            target: self.target.to_owned(),
-            probe: self.spec.name.clone(),
-            vm: self.spec.vm.clone(),
-            session_id: Secret::new(self.session.id()),
-            token: self.session.token().clone(),
-            point_kind: point.kind,
-            point_id: point.id.clone(),
-            point_mounts_href: point.mounts_href(),
-            task_href: None,
-            mount_href: None,
-            created_at: SystemTime::now(),
-        };
+        let record = MountRecord::before_mount(self.target, &self.spec.name, &self.spec.vm, self.session, &point);
         self.in_flight.with(|t| t.records.insert(record.id.clone()));
         let mounts_href = point.mounts_href();
-        let result = match self.ledger.save(&record).map_err(ProbeError::State) {
+        let result = match self.ledger.put(&record).map_err(ProbeError::State) {
             Ok(()) => self.mount_recorded(point, os, record.clone()).await,
             Err(e) => Err(e),
         };
@@ -361,19 +348,19 @@ impl<'a> Run<'a> {
                 if matches!(source, em::Error::Timeout(_) | em::Error::Transport(_) | em::Error::Decode(_)) {
                     tracing::warn!(err = %source, "mount request outcome unknown; keeping its record for cleanup");
                 } else {
-                    let _ = self.ledger.remove(&record.id);
+                    let _ = self.ledger.remove(&record);
                 }
                 return Err(ProbeError::Em { phase, source });
             }
         };
         record.task_href = Some(task.href.clone());
-        self.ledger.save(&record).map_err(ProbeError::State)?;
+        self.ledger.put(&record).map_err(ProbeError::State)?;
         // Not cancellable: the mount this task creates has to be found and deleted.
         let finished = match self.wait_task(task.clone(), Operation::MountRestorePoint, phase, deadline, false).await {
             Ok(t) => t,
             Err(e) => {
                 if let ProbeError::Em { source: em::Error::TaskFailed { .. }, .. } = &e {
-                    let _ = self.ledger.remove(&record.id);
+                    let _ = self.ledger.remove(&record);
                 } else if let ProbeError::StepTimeout { .. } = &e {
                     // The record stays: cleanup sweeps any mount the task still produced.
                     self.stop_task(&task).await;
@@ -388,7 +375,7 @@ impl<'a> Run<'a> {
             .map_err(|source| ProbeError::Em { phase, source })?;
         self.in_flight.with(|t| t.mounts.insert(mount.href.clone()));
         record.mount_href = Some(mount.delete_href().to_owned());
-        if let Err(e) = self.ledger.save(&record) {
+        if let Err(e) = self.ledger.put(&record) {
             // The mount exists and must still be deleted; report after unmounting.
             tracing::error!(err = %e, "cannot update mount record");
         }
@@ -406,7 +393,7 @@ impl<'a> Run<'a> {
             t.records.remove(&mounted.record.id);
         });
         match result {
-            Ok(()) => self.ledger.remove(&mounted.record.id).map_err(ProbeError::State),
+            Ok(()) => self.ledger.remove(&mounted.record).map_err(ProbeError::State),
             Err(e) => {
                 tracing::error!(target_name = self.target, probe = %self.spec.name, err = %e, "unmount failed; the mount stays recorded and will be retried");
                 Err(ProbeError::Unmount(e))

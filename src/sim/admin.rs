@@ -16,6 +16,7 @@ pub(super) fn routes() -> Router<Sim> {
     Router::new()
         .route("/sim/requests", get(admin_requests).delete(admin_clear_requests))
         .route("/sim/faults", get(admin_faults).post(admin_add_fault).delete(admin_clear_faults))
+        .route("/sim/hold", get(admin_hold).post(admin_arm_hold).delete(admin_release_hold))
         .route("/sim/sessions/expire", post(admin_expire))
         .route("/sim/state", get(admin_state))
         .route("/sim/mounts/release", post(admin_release))
@@ -47,6 +48,26 @@ async fn admin_add_fault(State(sim): State<Sim>, body: Bytes) -> Response {
         }
         Err(e) => (StatusCode::BAD_REQUEST, format!("invalid fault: {e}\n")).into_response(),
     }
+}
+
+async fn admin_hold(State(sim): State<Sim>) -> Json<super::HoldView> {
+    Json(sim.hold.view())
+}
+
+async fn admin_arm_hold(State(sim): State<Sim>, body: Bytes) -> Response {
+    match serde_json::from_slice::<super::HoldSpec>(&body) {
+        Ok(spec) if spec.request > 0 => {
+            sim.hold.arm(spec);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(_) => (StatusCode::BAD_REQUEST, "invalid hold: request counts from 1\n").into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, format!("invalid hold: {e}\n")).into_response(),
+    }
+}
+
+async fn admin_release_hold(State(sim): State<Sim>) -> StatusCode {
+    sim.hold.release();
+    StatusCode::NO_CONTENT
 }
 
 async fn admin_clear_faults(State(sim): State<Sim>) -> StatusCode {

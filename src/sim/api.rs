@@ -17,6 +17,7 @@ use bytes::Bytes;
 // are the simulator's own reading of the documentation, so a typo in the client cannot be
 // mirrored here and hidden from the tests.
 use super::Sim;
+use super::hold::{HeldRequest, HoldPoint};
 use super::render::{Body, El};
 use super::vocab::{Call, Format, OsKind, PointKind};
 use super::world::{FaultKind, MountKey, SimError, World};
@@ -114,6 +115,7 @@ fn classify(method: &Method, path: &str, query: &str) -> Option<Call> {
         ["query"] => Call::Query,
         ["tasks", _] if is(&Method::DELETE) => Call::TaskDelete,
         ["tasks", _] => Call::Task,
+        ["tasks"] => Call::TaskList,
         ["restoreSessions", _] => Call::RestoreSession,
         ["catalog", "vms", _, "vmRestorePoints", _] if is(&Method::POST) => Call::CatalogBrowse,
         ["catalog", ..] if is(&Method::POST) => Call::CatalogRestore,
@@ -170,12 +172,20 @@ async fn instrument(State(sim): State<Sim>, request: Request, next: Next) -> Res
     if status_fault.is_none() && method == Method::POST && has_body && accept.contains(',') {
         status_fault = Some(SimError { status: 400, message: "Node [root] does not exist.".into() });
     }
+    let hold_at = sim.hold.count();
+    let held = || HeldRequest { method: method.to_string(), path: full_path.clone(), endpoint };
+    if hold_at == Some(HoldPoint::Before) {
+        sim.hold.wait(held()).await;
+    }
     let response = match status_fault {
         Some(e) => error_response(e, format),
         None => next.run(request).await,
     };
     let status = response.status();
     sim.world().record(method.as_str(), &full_path, endpoint, status.as_u16(), token.as_deref());
+    if hold_at == Some(HoldPoint::After) {
+        sim.hold.wait(held()).await;
+    }
     let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v == media_type(Format::Json));
     let quirky = is_json && !sim.quirks.is_empty();
     if !(malformed || reset || quirky) {

@@ -11,7 +11,8 @@
 //! element tree as XML or JSON), `inventory` (users, VMs, points, guest files).
 //!
 //! Admin endpoints (JSON): `GET /sim/requests` (request log), `DELETE /sim/requests`,
-//! `GET|POST|DELETE /sim/faults`, `POST /sim/sessions/expire`, `GET /sim/state`,
+//! `GET|POST|DELETE /sim/faults`, `GET|POST|DELETE /sim/hold` (`{"request": N, "when":
+//! "before"|"after"}`: hold the N-th API request from now until released, for crash-point tests), `POST /sim/sessions/expire`, `GET /sim/state`,
 //! `POST /sim/mounts/release` (an operator stopping unreachable mounts), `GET|PUT /sim/timings`,
 //! `PUT /sim/files` (`{"vm", "path", "content"}`: a guest file's content in the VM's points),
 //! `POST /sim/restoreSessions` (`{"vm", "job_type", "age", "duration"?, "result"?}`: a restore
@@ -44,6 +45,7 @@
 
 mod admin;
 mod api;
+mod hold;
 mod inventory;
 mod quirks;
 mod render;
@@ -58,6 +60,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 
 pub use admin::parse_fault_flag;
+pub use hold::{HeldRequest, HoldPoint, HoldSpec, HoldView};
 pub use inventory::{DEFAULT_INVENTORY, InventoryFile};
 pub use quirks::Quirk;
 pub use vocab::{Call, OsKind, PointKind};
@@ -167,6 +170,21 @@ impl SimServer {
         self.sim.world().remove_restore_session(id)
     }
 
+    /// Holds the `spec.request`-th API request from now, as `POST /sim/hold` would.
+    pub fn hold(&self, spec: HoldSpec) {
+        self.sim.hold.arm(spec);
+    }
+
+    /// The hold's state, as `GET /sim/hold` returns it.
+    pub fn hold_view(&self) -> HoldView {
+        self.sim.hold.view()
+    }
+
+    /// Lets a held request go and disarms, as `DELETE /sim/hold` would.
+    pub fn release_hold(&self) {
+        self.sim.hold.release();
+    }
+
     /// The request log, as `GET /sim/requests` would return it.
     pub fn requests(&self) -> Vec<LoggedRequest> {
         self.sim.world().log.clone()
@@ -177,6 +195,7 @@ impl SimServer {
 struct Sim {
     world: Arc<Mutex<World>>,
     quirks: Arc<[Quirk]>,
+    hold: Arc<hold::Hold>,
 }
 
 impl Sim {
@@ -196,7 +215,7 @@ pub async fn start(config: SimConfig) -> Result<SimServer, String> {
     let scheme = if config.tls { "https" } else { "http" };
     let mut world = World::new(inventory, config.timings, config.faults);
     world.base = format!("{scheme}://{addr}/api");
-    let sim = Sim { world: Arc::new(Mutex::new(world)), quirks: config.quirks.clone().into() };
+    let sim = Sim { world: Arc::new(Mutex::new(world)), quirks: config.quirks.clone().into(), hold: Arc::default() };
     let app = router(sim.clone());
     let handle = axum_server::Handle::new();
     let (task, cert_file) = if config.tls {

@@ -24,6 +24,7 @@ pub enum Call {
     CatalogBrowse,
     CatalogRestore,
     Task,
+    TaskList,
     TaskDelete,
     RestoreSession,
 }
