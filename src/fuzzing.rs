@@ -6,10 +6,10 @@
 use std::fmt::Debug;
 use std::path::Path;
 
+use crate::cleanup::{MountRecord, SessionRecord};
 use crate::em::model::{self, EntryPoint, FileSystemEntries, LogonInfo, Mount, RestorePoint, RestoreSession, Task};
 use crate::em::wire::Doc;
 use crate::em::{self, PointKind};
-use crate::cleanup::{MountRecord, SessionRecord};
 use crate::ledger;
 use crate::schedule;
 use crate::watch::Counted;

@@ -103,7 +103,8 @@ impl Ledger {
 
     /// Every record of one kind and target, oldest first.
     pub fn all<R: Record>(&self, target: &str) -> Vec<R> {
-        let mut records: Vec<R> = read_all(&self.dir_of::<R>()).into_iter().filter(|r: &R| r.target() == target).collect();
+        let mut records: Vec<R> =
+            read_all(&self.dir_of::<R>()).into_iter().filter(|r: &R| r.target() == target).collect();
         records.sort_by_key(|r| r.created_at());
         records
     }

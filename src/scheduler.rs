@@ -14,9 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::cleanup;
 use crate::config::Config;
 use crate::history::History;
-use crate::cleanup;
 use crate::ledger::Ledger;
 use crate::metrics::{Metrics, ProbeObserver, RUN_CANCELLED, RUN_FAILURE, RUN_SUCCESS, unix_seconds};
 use crate::probe::{Polling, Run, RunReport, Spec};

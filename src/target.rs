@@ -17,9 +17,9 @@ use rand::Rng;
 use sha2::Digest;
 use tokio::sync::{Mutex, Semaphore};
 
+use crate::cleanup::{self, MountRecord, SessionRecord};
 use crate::config::Target;
 use crate::em::{self, Client, ClientConfig, Session};
-use crate::cleanup::{self, MountRecord, SessionRecord};
 use crate::ledger::Ledger;
 use crate::metrics::{ApiObserver, Metrics};
 use crate::probe::InFlight;
@@ -290,7 +290,12 @@ impl TargetRuntime {
 
     /// Logs `session` off unless it still owns a mount (recorded, or of a run in progress).
     async fn retire(&self, session: Session) {
-        let owned = self.ledger.all::<MountRecord>(self.name()).iter().filter(|r| r.session_id.expose() == session.id()).count();
+        let owned = self
+            .ledger
+            .all::<MountRecord>(self.name())
+            .iter()
+            .filter(|r| r.session_id.expose() == session.id())
+            .count();
         if owned > 0 || self.in_flight().uses_session(session.id()) {
             tracing::warn!(
                 target_name = self.name(),

@@ -6,6 +6,7 @@
 //! - `exporter`: the exporter binary against the simulator: probes, failures, crash recovery,
 //!   shutdown, reload, bad configuration.
 //! - `fuzz_regressions`: the fuzz targets over their seeds and every input that ever crashed one.
+//! - `crash_points`: SIGKILL and SIGTERM at every EM request of a run of every kind; prints the matrix.
 //! - `fault_matrix`: every simulator fault in every phase of every probe kind; prints the matrix.
 //! - `sessions`: the exporter binary's logon-session hygiene: unmount retries, never logging off
 //!   a session that owns a mount, re-logon after EM forgot the session, crash loops.
@@ -17,6 +18,7 @@
 //! - `monitoring`: dashboards and alert rules: structure, PromQL, only real metrics.
 //! - `support`: shared helpers (simulator start-up, the exporter process, bounded polling).
 
+mod crash_points;
 mod deploy;
 mod em_client;
 mod em_fixtures;

@@ -7,8 +7,8 @@ use tokio_util::sync::CancellationToken;
 use super::{
     Failure, InFlight, Operation, Phase, ProbeError, RestoreResult, RunObserver, RunReport, Spec, TaskOutcome,
 };
-use crate::em::{self, Mount, OsKind, RestorePoint, RestoreSession, RestoreSessionState, Session, Task};
 use crate::cleanup::MountRecord;
+use crate::em::{self, Mount, OsKind, RestorePoint, RestoreSession, RestoreSessionState, Session, Task};
 use crate::ledger::Ledger;
 
 /// How task and restore-session polls back off: from `initial`, ×1.5 per poll, up to `max`.
