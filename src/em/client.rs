@@ -40,8 +40,8 @@ impl Format {
     }
 }
 
-/// The EM calls this client makes, as a bounded vocabulary (used for metric labels and by the
-/// simulator to name fault-injection points).
+/// The EM calls this client makes, as a bounded vocabulary (label-safe: request accounting
+/// reports it through [`RequestObserver`]). The simulator has its own names for the calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Endpoint {
