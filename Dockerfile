@@ -11,16 +11,18 @@ FROM ${RUST_IMAGE} AS builder
 WORKDIR /src
 # Dependencies first, against stub sources, so this layer is reused until Cargo.lock changes.
 COPY Cargo.toml Cargo.lock build.rs ./
+# The workspace's library crates: the manifest names them, so they must be there to build at all.
+COPY crates ./crates
 RUN mkdir -p src/bin tests \
     && echo 'fn main() {}' > src/bin/veeam-restore-exporter.rs \
     && echo 'fn main() {}' > src/bin/veeam-em-sim.rs \
     && touch src/lib.rs tests/main.rs \
-    && cargo build --release --locked --bins \
+    && cargo build --release --locked -p veeam-restore-exporter --bins \
     && rm -rf src
 COPY src ./src
 ARG REVISION=unknown
 RUN touch src/lib.rs src/bin/*.rs \
-    && VRE_GIT_REVISION="${REVISION}" cargo build --release --locked --bins
+    && VRE_GIT_REVISION="${REVISION}" cargo build --release --locked -p veeam-restore-exporter --bins
 
 FROM ${RUNTIME_IMAGE}
 ARG VERSION=0.1.0

@@ -1,0 +1,6 @@
+mod archive;
+mod examples;
+mod http;
+mod secrets;
+mod server;
+mod tls;

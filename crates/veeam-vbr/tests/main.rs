@@ -1,0 +1,3 @@
+//! One integration-test binary (links once instead of once per file).
+
+mod it;
