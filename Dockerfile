@@ -9,20 +9,20 @@ ARG RUNTIME_IMAGE=debian:bookworm-slim
 
 FROM ${RUST_IMAGE} AS builder
 WORKDIR /src
-# Dependencies first, against stub sources, so this layer is reused until Cargo.lock changes.
+# Dependencies and the workspace crates first, against stub sources of the exporter, so this
+# layer is reused until Cargo.lock or crates/ change.
 COPY Cargo.toml Cargo.lock build.rs ./
 # The workspace's library crates: the manifest names them, so they must be there to build at all.
 COPY crates ./crates
 RUN mkdir -p src/bin tests \
     && echo 'fn main() {}' > src/bin/veeam-restore-exporter.rs \
-    && echo 'fn main() {}' > src/bin/veeam-em-sim.rs \
     && touch src/lib.rs tests/main.rs \
-    && cargo build --release --locked -p veeam-restore-exporter --bins \
+    && cargo build --release --locked -p veeam-restore-exporter -p veeam-em-sim --bins \
     && rm -rf src
 COPY src ./src
 ARG REVISION=unknown
 RUN touch src/lib.rs src/bin/*.rs \
-    && VRE_GIT_REVISION="${REVISION}" cargo build --release --locked -p veeam-restore-exporter --bins
+    && VRE_GIT_REVISION="${REVISION}" cargo build --release --locked -p veeam-restore-exporter -p veeam-em-sim --bins
 
 FROM ${RUNTIME_IMAGE}
 ARG VERSION=0.1.0

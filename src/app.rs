@@ -178,19 +178,12 @@ pub async fn run(mut flags: Flags) -> ExitCode {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), "Starting veeam-restore-exporter");
 
     // Keep the demo simulator alive for the life of the process.
-    let _demo = if flags.demo {
-        match crate::demo::start(&flags.storage_path).await {
-            Ok((sim, path)) => {
-                flags.config_file = Some(path);
-                Some(sim)
-            }
-            Err(e) => {
-                tracing::error!(err = %e, "cannot start the demo");
-                return ExitCode::FAILURE;
-            }
+    let _demo = match start_demo(&mut flags).await {
+        Ok(demo) => demo,
+        Err(e) => {
+            tracing::error!(err = %e, "cannot start the demo");
+            return ExitCode::FAILURE;
         }
-    } else {
-        None
     };
     match Exporter::start(&flags, checked).await {
         Ok(exporter) => exporter.serve_until_signal().await.drain().await,
@@ -421,5 +414,24 @@ fn no_delay(listener: &std::net::TcpListener) {
     };
     if rc != 0 {
         tracing::debug!(err = %std::io::Error::last_os_error(), "cannot set TCP_NODELAY");
+    }
+}
+
+/// With `--demo`: the simulated EM in-process, and its configuration as `--config.file`.
+#[cfg(feature = "demo")]
+async fn start_demo(flags: &mut Flags) -> Result<Option<crate::sim::SimServer>, String> {
+    if !flags.demo {
+        return Ok(None);
+    }
+    let (sim, path) = crate::demo::start(&flags.storage_path).await?;
+    flags.config_file = Some(path);
+    Ok(Some(sim))
+}
+
+#[cfg(not(feature = "demo"))]
+async fn start_demo(flags: &mut Flags) -> Result<Option<()>, String> {
+    match flags.demo {
+        true => Err("this build has no simulator (built without the `demo` feature)".into()),
+        false => Ok(None),
     }
 }

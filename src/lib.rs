@@ -27,11 +27,13 @@
 pub mod app;
 pub mod cleanup;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod duration;
-pub mod em;
+pub use veeam_em as em;
 pub mod exposition;
 pub mod fields;
+#[cfg(feature = "demo")]
 pub mod fuzzing;
 pub mod history;
 pub mod ledger;
@@ -40,8 +42,9 @@ pub mod metrics;
 pub mod probe;
 pub mod schedule;
 pub mod scheduler;
+#[cfg(feature = "demo")]
+pub use veeam_em_sim as sim;
 pub use veeam_secret as secret;
-pub mod sim;
 pub mod target;
 pub mod watch;
 pub mod web;

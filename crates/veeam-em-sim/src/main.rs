@@ -1,5 +1,5 @@
 //! `veeam-em-sim`: runs the simulated Enterprise Manager. Parses flags and hands over to
-//! [`veeam_restore_exporter::sim`].
+//! [`veeam_em_sim`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use veeam_restore_exporter::sim::{self, Quirk, SimConfig, Timings};
+use veeam_em_sim::{self as sim, Quirk, SimConfig, Timings};
 
 /// A simulated Veeam Backup Enterprise Manager REST API (`/api/`, XML and JSON), built from
 /// Veeam's documentation: logon sessions that own their mounts and tasks, restore points, mounts,

@@ -11,7 +11,7 @@ use super::client::{Call, Client, Endpoint, Format, OsKind, parse};
 use super::error::{Error, Result};
 use super::model::*;
 use super::wire::Doc;
-use crate::secret::Secret;
+use veeam_secret::Secret;
 
 /// A logged-on session: the token, the logon-session id, and a client to use them with.
 ///
@@ -68,7 +68,7 @@ fn push_guest_path(url: &mut Url, guest_path: &str) -> Result<()> {
 }
 
 /// A filter string value: always double-quoted, embedded quotes doubled (docs/em-api-notes.md §3.1).
-pub(crate) fn quote_filter_value(value: &str) -> String {
+pub fn quote_filter_value(value: &str) -> String {
     format!("\"{}\"", value.replace('"', "\"\""))
 }
 

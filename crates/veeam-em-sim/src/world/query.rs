@@ -1,7 +1,7 @@
 //! Restore points and `/query` with its filter language.
 
 use super::*;
-use crate::sim::render::Link;
+use crate::render::Link;
 
 impl World {
     pub(super) fn point_entity(&self, p: &Point, entity_name: &str) -> El {

@@ -194,7 +194,7 @@ struct SimTask {
     fail: Option<String>,
     effect: Option<Effect>,
     /// Set once the task left `Running`: its result links and message.
-    outcome: Option<(Vec<crate::sim::render::Link>, String)>,
+    outcome: Option<(Vec<crate::render::Link>, String)>,
 }
 
 struct SimMount {
@@ -378,7 +378,7 @@ impl World {
         session: &str,
         at: Instant,
         now: Instant,
-    ) -> (Vec<crate::sim::render::Link>, String) {
+    ) -> (Vec<crate::render::Link>, String) {
         match effect {
             Effect::Mount { kind, point_id } => {
                 let Some(point) = self.inventory.point(kind, &point_id).cloned() else {

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::*;
-use crate::sim::vocab::Call;
+use crate::vocab::Call;
 
 /// A fault to inject. `endpoint` limits it to one kind of call (any call when absent); `times`
 /// limits how often it fires (forever when absent). Unknown keys are errors.

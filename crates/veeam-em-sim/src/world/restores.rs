@@ -1,8 +1,8 @@
 //! Catalog browse and restore, tasks and restore sessions.
 
 use super::*;
-use crate::sim::inventory::{VmSpec, path_key};
-use crate::sim::render::Link;
+use crate::inventory::{VmSpec, path_key};
+use crate::render::Link;
 
 impl World {
     /// The catalog VM and one of its backup points, or 404.

@@ -1,6 +1,7 @@
-//! Client for the Veeam Backup Enterprise Manager REST API (`https://<em>:9398/api/`).
+//! Client for the Veeam Backup Enterprise Manager REST API (`https://<em>:9398/api/`), XML or
+//! JSON, written from Veeam's documentation.
 //!
-//! **Architecture invariant:** this module knows nothing of metrics, probes, scheduling or
+//! **Architecture invariant:** this crate knows nothing of metrics, probes, scheduling or
 //! axum. It turns EM calls into typed values and typed [`Error`]s; polling and retries belong
 //! to the caller. Request accounting is exposed through [`RequestObserver`].
 
@@ -17,7 +18,10 @@ pub use model::{
     RestoreSession, RestoreSessionResult, RestoreSessionState, Task, TaskResult, TaskState, id_from_href, parse_time,
 };
 pub use session::Session;
-pub(crate) use session::quote_filter_value;
+pub use session::quote_filter_value;
+pub use veeam_secret::Secret;
+
+pub mod fuzzing;
 
 /// Decoders exposed for fixture tests of the documented example bodies.
 #[doc(hidden)]

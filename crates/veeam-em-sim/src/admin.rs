@@ -170,8 +170,8 @@ pub fn parse_fault_flag(spec: &str) -> Result<Fault, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::Call;
-    use crate::sim::FaultKind;
+    use crate::Call;
+    use crate::FaultKind;
 
     #[test]
     fn fault_flags() {

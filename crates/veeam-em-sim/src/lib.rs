@@ -26,7 +26,7 @@
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! use veeam_restore_exporter::sim::{self, SimConfig};
+//! use veeam_em_sim::{self as sim, SimConfig};
 //!
 //! let server = sim::start(SimConfig::default()).await.unwrap();
 //! let http = reqwest::Client::new();
@@ -70,7 +70,12 @@ pub use world::{
 };
 
 use world::World;
-pub(crate) use world::filter_holds;
+/// The simulator's reading of EM's filter language, for the `filter` fuzz target: does
+/// `filter` hold for a row with `fields`?
+#[doc(hidden)]
+pub fn filter_holds(filter: &str, fields: &[(&str, String)]) -> Result<bool, String> {
+    world::filter_holds(filter, fields).map_err(|e| e.message)
+}
 /// How to start a simulator.
 #[derive(Clone, Debug)]
 pub struct SimConfig {

@@ -6,7 +6,7 @@
 use sha2::Digest;
 
 use super::*;
-use crate::sim::render::Link;
+use crate::render::Link;
 
 /// The one backup server the simulated EM knows.
 const SERVER: &str = "vbr01";
@@ -19,7 +19,7 @@ fn guid(kind: &str, name: &str) -> String {
 
 /// One job session with what EM shows of it.
 struct JobRun<'a> {
-    job: &'a crate::sim::inventory::JobSpec,
+    job: &'a crate::inventory::JobSpec,
     index: usize,
     created: SystemTime,
     ended: Option<SystemTime>,

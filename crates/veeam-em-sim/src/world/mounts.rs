@@ -1,8 +1,8 @@
 //! Mounts: creating them through tasks, reading, browsing, file restores from them, deleting.
 
 use super::*;
-use crate::sim::inventory::VmSpec;
-use crate::sim::vocab::OsKind;
+use crate::inventory::VmSpec;
+use crate::vocab::OsKind;
 
 impl World {
     pub(super) fn next_task_id(&mut self, session: &str) -> String {

@@ -17,7 +17,7 @@ use super::error::{Error, Result};
 use super::model::*;
 use super::session::Session;
 use super::wire::Doc;
-use crate::secret::Secret;
+use veeam_secret::Secret;
 
 /// The session token header: sent on every call after logon, read from the logon response.
 pub const SESSION_HEADER: &str = "X-RestSvcSessionId";
