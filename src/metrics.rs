@@ -13,9 +13,9 @@ use std::time::{Duration, SystemTime};
 use prometheus::{Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use crate::config::Config;
-use crate::em::{self, Endpoint, RequestObserver};
+use crate::em::{Endpoint, RequestObserver};
 use crate::exposition::Exposition;
-use crate::probe::{Kind, Operation, Phase, ProbeError, RestoreResult, RunObserver, TaskOutcome};
+use crate::probe::{Kind, Operation, Phase, RestoreResult, RunObserver, TaskOutcome};
 use crate::watch;
 
 const CACHED: &str = "Cached from the latest scheduled run; scrapes never trigger a probe.";
@@ -47,6 +47,12 @@ macro_rules! metrics {
                 Series {
                     $($field: register(registry, <$ty>::define($name, &$help, $labels, &[$($buckets)?][..])),)+
                 }
+            }
+
+            /// Removes every series, of every metric, whose labels `stale` says are stale. The
+            /// table's label lists give the order values are removed in.
+            fn prune(&self, stale: &dyn Fn(&str, &Labels<'_>) -> bool) {
+                $(self.$field.prune($name, $labels, stale);)+
             }
         }
     };
@@ -97,6 +103,51 @@ metrics! {
     reload_success: IntGauge = ("veeam_restore_exporter_config_last_reload_successful", "1 if the last configuration load succeeded, 0 if it failed (the previous configuration stays in force).", &[]),
     reload_timestamp: Gauge = ("veeam_restore_exporter_config_last_reload_success_timestamp_seconds", "Unix time of the last successful configuration load.", &[]),
 }
+
+/// The labels of one series, by name.
+pub struct Labels<'a>(Vec<(&'a str, &'a str)>);
+
+impl Labels<'_> {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+}
+
+/// Removing the series of a metric vector that match a predicate: the children are read from
+/// what the vector collects, since `prometheus` offers no partial-match removal.
+trait Prune {
+    fn prune(&self, name: &str, labels: &[&str], stale: &dyn Fn(&str, &Labels<'_>) -> bool);
+}
+
+macro_rules! prune_vec {
+    ($($ty:ty),+) => {$(
+        impl Prune for $ty {
+            fn prune(&self, name: &str, labels: &[&str], stale: &dyn Fn(&str, &Labels<'_>) -> bool) {
+                use prometheus::core::Collector;
+                for family in self.collect() {
+                    for metric in family.get_metric() {
+                        let pairs = Labels(metric.get_label().iter().map(|p| (p.name(), p.value())).collect());
+                        if stale(name, &pairs) {
+                            let values: Vec<&str> = labels.iter().map(|l| pairs.get(l).unwrap_or("")).collect();
+                            let _ = self.remove_label_values(&values);
+                        }
+                    }
+                }
+            }
+        }
+    )+};
+}
+prune_vec!(IntGaugeVec, GaugeVec, IntCounterVec, HistogramVec);
+
+/// Unlabelled metrics have no series to prune.
+macro_rules! prune_none {
+    ($($ty:ty),+) => {$(
+        impl Prune for $ty {
+            fn prune(&self, _: &str, _: &[&str], _: &dyn Fn(&str, &Labels<'_>) -> bool) {}
+        }
+    )+};
+}
+prune_none!(IntGauge, Gauge);
 
 /// How each metric type is built from a name, help, labels and (for histograms) buckets.
 trait Define: Sized {
@@ -162,10 +213,7 @@ impl ProbeInfo {
         let mut series = Vec::new();
         for t in &config.targets {
             for p in &t.probes {
-                let point = match &p.kind {
-                    Kind::Mount(m) => m.point.as_str(),
-                    _ => crate::em::PointKind::Backup.as_str(),
-                };
+                let point = p.kind.point().as_str();
                 let mut labels = vec![
                     ("target".to_owned(), t.name.clone()),
                     ("probe".to_owned(), p.name.clone()),
@@ -226,8 +274,6 @@ pub struct Metrics {
     series: Series,
     /// `veeam_restore_probe_info`, whose label names the configuration chooses.
     probe_info: ProbeInfo,
-    /// `(target, endpoint, code)` of every request counter created, for removal on reload.
-    api_seen: Mutex<HashSet<(String, String, String)>>,
     exposition: Exposition,
 }
 
@@ -253,7 +299,7 @@ impl Metrics {
                 env!("VRE_RUSTC_VERSION"),
             ])
             .set(1);
-        Metrics { series, probe_info, api_seen: Mutex::default(), exposition: Exposition::new(registry) }
+        Metrics { series, probe_info, exposition: Exposition::new(registry) }
     }
 
     /// The series, for a change. The exposition is marked for re-encoding when the returned
@@ -322,10 +368,8 @@ impl Metrics {
                     }
                     m.restore_progress.with_label_values(&[target, probe]);
                 }
-                if let Kind::Download(d) = &p.kind
-                    && let Some(ct) = &d.content_timestamp
-                {
-                    m.content_max_age.with_label_values(&[target, probe]).set(ct.max_age.as_secs_f64());
+                if let Some(max_age) = p.kind.content_max_age() {
+                    m.content_max_age.with_label_values(&[target, probe]).set(max_age.as_secs_f64());
                 } else {
                     let _ = m.content_max_age.remove_label_values(&[target, probe]);
                     let _ = m.content_age.remove_label_values(&[target, probe]);
@@ -334,93 +378,38 @@ impl Metrics {
         }
     }
 
+    /// Deletes the series of targets no longer configured, and of probes no longer configured
+    /// with the same name and kind, whatever metric they belong to.
     fn remove_stale(&self, config: &Config, previous: &Config) {
-        let m = &self.series;
-        for old in &previous.targets {
-            let new = config.targets.iter().find(|t| t.name == old.name);
-            let target = old.name.as_str();
-            if new.is_none() {
-                let _ = m.em_up.remove_label_values(&[target]);
-                let _ = m.logons.remove_label_values(&[target]);
-                let _ = m.logoffs.remove_label_values(&[target]);
-                let _ = m.logon_backoff.remove_label_values(&[target]);
-                let _ = m.orphans_cleaned.remove_label_values(&[target]);
-                self.remove_watch(target);
-                for reason in em::Error::REASONS {
-                    let _ = m.logon_failures.remove_label_values(&[target, reason]);
-                }
-                for state in ORPHAN_STATES {
-                    let _ = m.orphaned_mounts.remove_label_values(&[target, state]);
-                }
-                for op in Operation::ALL {
-                    for result in TaskOutcome::ALL {
-                        let _ = m.tasks.remove_label_values(&[target, op.as_str(), result.as_str()]);
-                    }
-                }
-                for family in Endpoint::FAMILIES {
-                    let _ = m.api_duration.remove_label_values(&[target, family]);
-                }
-            }
-            for p in &old.probes {
-                let kept =
-                    new.and_then(|t| t.probes.iter().find(|n| n.name == p.name && n.kind.label() == p.kind.label()));
-                if kept.is_some() {
-                    continue;
-                }
-                let (probe, kind) = (p.name.as_str(), p.kind.label());
-                let _ = m.probe_success.remove_label_values(&[target, probe, kind]);
-                let _ = m.probe_duration.remove_label_values(&[target, probe, kind]);
-                for vec in [
-                    &m.probe_last_duration,
-                    &m.last_run,
-                    &m.last_success,
-                    &m.next_run,
-                    &m.probe_interval,
-                    &m.probe_timeout,
-                ] {
-                    let _ = vec.remove_label_values(&[target, probe, kind]);
-                }
-                for result in RUN_RESULTS {
-                    let _ = m.probe_runs.remove_label_values(&[target, probe, kind, result]);
-                }
-                for reason in ProbeError::reasons() {
-                    let _ = m.probe_failures.remove_label_values(&[target, probe, kind, reason]);
-                }
-                for result in RestoreResult::ALL {
-                    let _ = m.restore_sessions.remove_label_values(&[target, probe, result.as_str()]);
-                }
-                for vec in [&m.restore_progress, &m.point_creation, &m.content_age, &m.content_max_age] {
-                    let _ = vec.remove_label_values(&[target, probe]);
-                }
-                for phase in p.kind.phases() {
-                    let _ = m.phase_last_duration.remove_label_values(&[target, probe, kind, phase.as_str()]);
-                }
-            }
-        }
-        // Request counters carry status codes seen at run time; remove those of removed targets.
-        let mut seen = self.api_seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.retain(|(target, endpoint, code)| {
-            let keep = config.targets.iter().any(|t| &t.name == target);
-            if !keep {
-                let _ = m.api_requests.remove_label_values(&[target, endpoint, code]);
-            }
-            keep
+        let current: HashSet<(&str, &str, &str)> = config
+            .targets
+            .iter()
+            .flat_map(|t| t.probes.iter().map(move |p| (t.name.as_str(), p.name.as_str(), p.kind.label())))
+            .collect();
+        let gone_targets: HashSet<&str> = previous
+            .targets
+            .iter()
+            .map(|t| t.name.as_str())
+            .filter(|name| !config.targets.iter().any(|t| t.name == *name))
+            .collect();
+        let gone_probes: HashSet<(&str, &str)> = previous
+            .targets
+            .iter()
+            .flat_map(|t| t.probes.iter().map(move |p| (t.name.as_str(), p.name.as_str(), p.kind.label())))
+            .filter(|key| !current.contains(key))
+            .map(|(t, p, _)| (t, p))
+            .collect();
+        self.series.prune(&|_, labels| match (labels.get("target"), labels.get("probe")) {
+            (Some(target), _) if gone_targets.contains(target) => true,
+            (Some(target), Some(probe)) => gone_probes.contains(&(target, probe)),
+            _ => false,
         });
     }
-}
 
-impl Metrics {
+    /// Deletes the restore watch's series of `target`.
     fn remove_watch(&self, target: &str) {
-        let m = &self.series;
-        for job in watch::JOB_TYPES {
-            for result in watch::RESULTS {
-                let _ = m.watch_sessions.remove_label_values(&[target, job, result]);
-            }
-        }
-        for vec in [&m.watch_oldest_running, &m.watch_running_max_age, &m.watch_last_success] {
-            let _ = vec.remove_label_values(&[target]);
-        }
-        let _ = m.watch_running.remove_label_values(&[target]);
+        self.series
+            .prune(&|name, labels| name.starts_with("veeam_restore_watch_") && labels.get("target") == Some(target));
     }
 }
 
@@ -451,7 +440,6 @@ impl Default for Metrics {
 pub const RUN_SUCCESS: &str = "success";
 pub const RUN_FAILURE: &str = "failure";
 pub const RUN_CANCELLED: &str = "cancelled";
-const RUN_RESULTS: [&str; 3] = [RUN_SUCCESS, RUN_FAILURE, RUN_CANCELLED];
 
 /// Unix seconds of a wall-clock time.
 pub fn unix_seconds(t: SystemTime) -> f64 {
@@ -502,8 +490,6 @@ pub struct ApiObserver {
 impl RequestObserver for ApiObserver {
     fn observe(&self, endpoint: Endpoint, status: Option<u16>, elapsed: Duration) {
         let code = status.map(|s| s.to_string()).unwrap_or_else(|| "error".to_owned());
-        let key = (self.target.clone(), endpoint.as_str().to_owned(), code.clone());
-        self.metrics.api_seen.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
         let m = self.metrics.write();
         m.api_requests.with_label_values(&[self.target.as_str(), endpoint.as_str(), code.as_str()]).inc();
         m.api_duration.with_label_values(&[self.target.as_str(), endpoint.family()]).observe(elapsed.as_secs_f64());
@@ -575,5 +561,44 @@ targets:
         metrics.apply_config(&config(""), Some(&first));
         let text = metrics.encode();
         assert!(!text.contains("tier=") && text.contains("site=\"ams\""), "{text}");
+    }
+
+    /// A reload removes every series of a removed target and of a removed (or re-kinded) probe,
+    /// the lazily created ones included, and nothing of what stays.
+    #[test]
+    fn a_reload_prunes_the_series_of_what_was_removed() {
+        let config = |targets: &str| crate::config::parse(targets, std::path::Path::new("/")).unwrap();
+        let target = |name: &str, probes: &str| {
+            format!(
+                "  - name: {name}\n    url: https://em:9398/api/\n    username: u\n    password_env: P\n    probes:\n{probes}"
+            )
+        };
+        let mount = |name: &str| format!("      - {{ name: {name}, kind: mount, vm: v, interval: 1m }}\n");
+        let download = |name: &str| {
+            format!("      - {{ name: {name}, kind: file_restore, mode: download, vm: v, path: C:/f, interval: 1m }}\n")
+        };
+        let first = config(&format!(
+            "targets:\n{}{}",
+            target("keep", &(mount("m") + &mount("gone") + &mount("rekinded"))),
+            target("old", &mount("m"))
+        ));
+        let metrics = Metrics::new();
+        metrics.apply_config(&first, None);
+        for (t, p) in [("keep", "m"), ("keep", "gone"), ("keep", "rekinded"), ("old", "m")] {
+            metrics.write().probe_failures.with_label_values(&[t, p, "mount", "timeout"]).inc();
+            metrics.write().point_creation.with_label_values(&[t, p]).set(1.0);
+        }
+        metrics.write().api_requests.with_label_values(&["old", "logon", "503"]).inc();
+        metrics.write().api_requests.with_label_values(&["keep", "logon", "503"]).inc();
+        let second = config(&format!("targets:\n{}", target("keep", &(mount("m") + &download("rekinded")))));
+        metrics.apply_config(&second, Some(&first));
+        let text = metrics.encode();
+        let series = |needle: &str| text.lines().filter(|l| !l.starts_with('#') && l.contains(needle)).count();
+        assert_eq!(series("target=\"old\""), 0, "{text}");
+        assert_eq!(series("probe=\"gone\""), 0, "{text}");
+        assert_eq!(series("probe=\"rekinded\",reason"), 0, "the mount kind's failures went with it: {text}");
+        assert!(text.contains("kind=\"file_restore\",probe=\"rekinded\",result=\"success\""), "{text}");
+        assert_eq!(series("probe=\"m\",reason=\"timeout\",target=\"keep\""), 1, "{text}");
+        assert_eq!(series("veeam_restore_em_requests_total{code=\"503\",endpoint=\"logon\",target=\"keep\"}"), 1);
     }
 }

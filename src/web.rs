@@ -194,14 +194,14 @@ fn ago(t: SystemTime) -> String {
     format!("{} ago", humantime::format_duration(std::time::Duration::from_secs(secs)))
 }
 
-/// A form posting to `/-/probe`; a catalog probe asks first, because it writes into the VM.
+/// A form posting to `/-/probe`; a probe that writes into the VM asks first.
 fn run_now_button(target: &str, probe: &crate::probe::Spec) -> String {
     let query: String = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("target", target)
         .append_pair("probe", &probe.name)
         .finish();
-    let confirm = if probe.kind.mode() == Some("catalog") {
-        " onsubmit=\"return confirm('This catalog probe restores a file INTO THE PRODUCTION VM. Run it now?')\""
+    let confirm = if probe.kind.writes_into_vm() {
+        " onsubmit=\"return confirm('This probe restores a file INTO THE PRODUCTION VM. Run it now?')\""
     } else {
         ""
     };

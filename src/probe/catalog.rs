@@ -19,6 +19,8 @@ impl ProbeKind for CatalogProbe {
     const KIND: &'static str = "file_restore";
     const MODE: Option<&'static str> = Some("catalog");
     const PHASES: &'static [Phase] = &[Phase::Lookup, Phase::Browse, Phase::Restore, Phase::RestoreSession];
+    /// A catalog restore puts the file back at its original location, in the production VM.
+    const WRITES_INTO_VM: bool = true;
 
     fn decode(f: &mut Fields) -> Option<CatalogProbe> {
         Some(CatalogProbe { path: download::guest_path(f)? })

@@ -1,7 +1,7 @@
 //! `kind: file_restore`, `mode: download`: mount, restore one file for direct download, fetch
 //! and verify it, unmount. Touches nothing in the VM.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
@@ -76,6 +76,10 @@ impl ProbeKind for DownloadProbe {
     const KIND: &'static str = "file_restore";
     const MODE: Option<&'static str> = Some("download");
     const PHASES: &'static [Phase] = &[Phase::Lookup, Phase::Mount, Phase::Restore, Phase::Download, Phase::Unmount];
+
+    fn content_max_age(&self) -> Option<Duration> {
+        self.content_timestamp.as_ref().map(|ct| ct.max_age)
+    }
 
     fn decode(f: &mut Fields) -> Option<DownloadProbe> {
         let path = guest_path(f)?;

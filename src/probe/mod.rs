@@ -56,8 +56,18 @@ pub trait ProbeKind: Sized {
     const MODE: Option<&'static str>;
     /// The phases of a run, in order.
     const PHASES: &'static [Phase];
+    /// True for kinds that write into the production VM (the landing page asks first).
+    const WRITES_INTO_VM: bool = false;
     /// Takes this kind's own keys; whatever is left is reported as not a setting of the kind.
     fn decode(f: &mut Fields) -> Option<Self>;
+    /// The kind of restore point it uses.
+    fn point(&self) -> PointKind {
+        PointKind::Backup
+    }
+    /// `content_timestamp.max_age`, for kinds that read a canary file's content.
+    fn content_max_age(&self) -> Option<Duration> {
+        None
+    }
     /// One run, cleanup included. `Ok(Some(note))` is a success with a note (e.g. a warning).
     fn run(&self, run: &mut Run<'_>) -> impl Future<Output = Result<Option<String>, Failure>> + Send;
 }
@@ -95,6 +105,21 @@ macro_rules! kinds {
             /// The phases of a run, in order.
             pub fn phases(&self) -> &'static [Phase] {
                 match self { $(Kind::$variant(_) => <$settings>::PHASES),+ }
+            }
+
+            /// See [`ProbeKind::WRITES_INTO_VM`].
+            pub fn writes_into_vm(&self) -> bool {
+                match self { $(Kind::$variant(_) => <$settings>::WRITES_INTO_VM),+ }
+            }
+
+            /// See [`ProbeKind::point`].
+            pub fn point(&self) -> PointKind {
+                match self { $(Kind::$variant(k) => k.point()),+ }
+            }
+
+            /// See [`ProbeKind::content_max_age`].
+            pub fn content_max_age(&self) -> Option<Duration> {
+                match self { $(Kind::$variant(k) => k.content_max_age()),+ }
             }
 
             async fn run(&self, run: &mut Run<'_>) -> Result<Option<String>, Failure> {
@@ -155,55 +180,44 @@ pub trait RunObserver: Send + Sync {
     fn content_age(&self, age: Duration);
 }
 
+/// Gives a fixed vocabulary of label values its `ALL` (declaration order) and `as_str`, both
+/// from the one list of variants (strum's `VariantArray` and `IntoStaticStr` derives).
+macro_rules! vocabulary {
+    ($($t:ty),+) => {$(
+        impl $t {
+            pub const ALL: &'static [$t] = <$t as strum::VariantArray>::VARIANTS;
+            pub fn as_str(self) -> &'static str {
+                self.into()
+            }
+        }
+    )+};
+}
+pub(crate) use vocabulary;
+
+vocabulary!(Operation, TaskOutcome, RestoreResult);
+
 /// The EM task operations probes start (EM's own names).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr)]
 pub enum Operation {
     MountRestorePoint,
     FileRestoreFromMountPoint,
+    #[strum(serialize = "BrowseVM")]
     BrowseVm,
     RestoreFile,
 }
 
-impl Operation {
-    pub const ALL: [Operation; 4] = [
-        Operation::MountRestorePoint,
-        Operation::FileRestoreFromMountPoint,
-        Operation::BrowseVm,
-        Operation::RestoreFile,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Operation::MountRestorePoint => "MountRestorePoint",
-            Operation::FileRestoreFromMountPoint => "FileRestoreFromMountPoint",
-            Operation::BrowseVm => "BrowseVM",
-            Operation::RestoreFile => "RestoreFile",
-        }
-    }
-}
-
 /// How waiting for a task ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum TaskOutcome {
     Success,
     Failed,
     Timeout,
 }
 
-impl TaskOutcome {
-    pub const ALL: [TaskOutcome; 3] = [TaskOutcome::Success, TaskOutcome::Failed, TaskOutcome::Timeout];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskOutcome::Success => "success",
-            TaskOutcome::Failed => "failed",
-            TaskOutcome::Timeout => "timeout",
-        }
-    }
-}
-
 /// The result of a restore session followed to `Stopped`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, strum::VariantArray, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum RestoreResult {
     Success,
     Warning,
@@ -211,24 +225,13 @@ pub enum RestoreResult {
     Unknown,
 }
 
-impl RestoreResult {
-    pub const ALL: [RestoreResult; 4] =
-        [RestoreResult::Success, RestoreResult::Warning, RestoreResult::Failed, RestoreResult::Unknown];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RestoreResult::Success => "success",
-            RestoreResult::Warning => "warning",
-            RestoreResult::Failed => "failed",
-            RestoreResult::Unknown => "unknown",
-        }
-    }
-}
-
-/// Why a probe run failed. [`ProbeError::reason`] is the bounded label value.
-#[derive(Debug, thiserror::Error)]
+/// Why a probe run failed. [`ProbeError::reason`] is the bounded label value: the variant's
+/// name (strum), or the client's reason for [`ProbeError::Em`].
+#[derive(Debug, thiserror::Error, strum::IntoStaticStr, strum::VariantNames)]
+#[strum(serialize_all = "snake_case")]
 pub enum ProbeError {
     #[error("{phase}: {source}")]
+    #[strum(disabled)]
     Em { phase: Phase, source: em::Error },
     #[error("{phase}: no answer within the step timeout of {after:?}")]
     StepTimeout { phase: Phase, after: Duration },
@@ -237,48 +240,32 @@ pub enum ProbeError {
     #[error("mount: the mount has no file-system roots")]
     EmptyMount,
     #[error("verify: {0}")]
+    #[strum(serialize = "verify_failed")]
     Verify(String),
     #[error("verify: the restored file was written {} ago, more than max_age {}", crate::duration::format(*age), crate::duration::format(*max_age))]
     StaleContent { age: Duration, max_age: Duration },
     #[error("restore_session: restore ended with result {0}")]
     RestoreFailed(String),
     #[error("unmount: {0}")]
+    #[strum(serialize = "unmount_failed")]
     Unmount(String),
     #[error("{0}: skipped because the exporter is shutting down")]
     Cancelled(Phase),
     #[error("state directory: {0}")]
+    #[strum(serialize = "state_error")]
     State(String),
 }
 
 impl ProbeError {
     /// Every value [`ProbeError::reason`] can return, the client's included.
     pub fn reasons() -> impl Iterator<Item = &'static str> {
-        const OWN: &[&str] = &[
-            "step_timeout",
-            "no_restore_point",
-            "empty_mount",
-            "verify_failed",
-            "stale_content",
-            "restore_failed",
-            "unmount_failed",
-            "cancelled",
-            "state_error",
-        ];
-        em::Error::REASONS.iter().chain(OWN).copied()
+        em::Error::REASONS.iter().chain(<ProbeError as strum::VariantNames>::VARIANTS).copied()
     }
 
     pub fn reason(&self) -> &'static str {
         match self {
             ProbeError::Em { source, .. } => source.reason(),
-            ProbeError::StepTimeout { .. } => "step_timeout",
-            ProbeError::NoRestorePoint { .. } => "no_restore_point",
-            ProbeError::EmptyMount => "empty_mount",
-            ProbeError::Verify(_) => "verify_failed",
-            ProbeError::StaleContent { .. } => "stale_content",
-            ProbeError::RestoreFailed(_) => "restore_failed",
-            ProbeError::Unmount(_) => "unmount_failed",
-            ProbeError::Cancelled(_) => "cancelled",
-            ProbeError::State(_) => "state_error",
+            own => own.into(),
         }
     }
 }
@@ -431,15 +418,8 @@ mod tests {
         let outcomes: HashSet<_> = TaskOutcome::ALL.iter().map(|o| o.as_str()).collect();
         let results: HashSet<_> = RestoreResult::ALL.iter().map(|o| o.as_str()).collect();
         assert_eq!((ops.len(), outcomes.len(), results.len()), (4, 3, 4));
-        // An exhaustive match: a new variant fails to compile here until it is listed above.
-        for op in Operation::ALL {
-            match op {
-                Operation::MountRestorePoint
-                | Operation::FileRestoreFromMountPoint
-                | Operation::BrowseVm
-                | Operation::RestoreFile => {}
-            }
-        }
+        assert_eq!(Operation::BrowseVm.as_str(), "BrowseVM", "EM's own spelling");
+        assert_eq!(RestoreResult::Warning.as_str(), "warning");
     }
 
     #[test]

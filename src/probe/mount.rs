@@ -28,6 +28,10 @@ impl ProbeKind for MountProbe {
         })
     }
 
+    fn point(&self) -> PointKind {
+        self.point
+    }
+
     async fn run(&self, run: &mut Run<'_>) -> Result<Option<String>, Failure> {
         let point = run.lookup(self.point).await?;
         let mounted = run.mount(point, self.os_kind).await?;

@@ -5,8 +5,10 @@ use std::time::Duration;
 use crate::duration::Prom;
 use crate::fields::Fields;
 
-/// One step of a probe run. Each kind of probe goes through some of them, in order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// One step of a probe run. Each kind of probe goes through some of them, in order. The
+/// `phase` label value and `step_timeouts` key is the snake_case name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::VariantArray, strum::IntoStaticStr, strum::EnumCount)]
+#[strum(serialize_all = "snake_case")]
 pub enum Phase {
     /// Finding the newest restore point.
     Lookup,
@@ -24,30 +26,9 @@ pub enum Phase {
     Unmount,
 }
 
+super::vocabulary!(Phase);
+
 impl Phase {
-    pub const ALL: [Phase; 7] = [
-        Phase::Lookup,
-        Phase::Mount,
-        Phase::Browse,
-        Phase::Restore,
-        Phase::RestoreSession,
-        Phase::Download,
-        Phase::Unmount,
-    ];
-
-    /// The `phase` label value and the `step_timeouts` key.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Lookup => "lookup",
-            Phase::Mount => "mount",
-            Phase::Browse => "browse",
-            Phase::Restore => "restore",
-            Phase::RestoreSession => "restore_session",
-            Phase::Download => "download",
-            Phase::Unmount => "unmount",
-        }
-    }
-
     fn default_timeout(self) -> Duration {
         let minutes = match self {
             Phase::Lookup => 1,
@@ -70,11 +51,11 @@ impl std::fmt::Display for Phase {
 
 /// The timeout of each step. Each bounds one step on its own; none wraps a whole probe.
 #[derive(Clone, Debug, PartialEq)]
-pub struct StepTimeouts([Duration; 7]);
+pub struct StepTimeouts([Duration; <Phase as strum::EnumCount>::COUNT]);
 
 impl Default for StepTimeouts {
     fn default() -> StepTimeouts {
-        StepTimeouts(Phase::ALL.map(Phase::default_timeout))
+        StepTimeouts(std::array::from_fn(|i| Phase::ALL[i].default_timeout()))
     }
 }
 

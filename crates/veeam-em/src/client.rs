@@ -42,8 +42,8 @@ impl Format {
 
 /// The EM calls this client makes, as a bounded vocabulary (label-safe: request accounting
 /// reports it through [`RequestObserver`]). The simulator has its own names for the calls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::VariantArray, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Endpoint {
     ApiRoot,
     Logon,
@@ -66,26 +66,7 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub const ALL: &'static [Endpoint] = &[
-        Endpoint::ApiRoot,
-        Endpoint::Logon,
-        Endpoint::Logoff,
-        Endpoint::LogonSession,
-        Endpoint::Query,
-        Endpoint::MountCreate,
-        Endpoint::MountList,
-        Endpoint::MountGet,
-        Endpoint::MountBrowse,
-        Endpoint::MountDelete,
-        Endpoint::FileRestore,
-        Endpoint::Download,
-        Endpoint::CatalogBrowse,
-        Endpoint::CatalogRestore,
-        Endpoint::Task,
-        Endpoint::TaskList,
-        Endpoint::TaskDelete,
-        Endpoint::RestoreSession,
-    ];
+    pub const ALL: &'static [Endpoint] = <Endpoint as strum::VariantArray>::VARIANTS;
 
     /// The groups request durations are kept by: few, so histograms stay cheap.
     pub const FAMILIES: &'static [&'static str] = &["session", "query", "mount", "restore", "task"];
@@ -108,27 +89,9 @@ impl Endpoint {
         }
     }
 
+    /// The snake_case name: the `endpoint` label value.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Endpoint::ApiRoot => "api_root",
-            Endpoint::Logon => "logon",
-            Endpoint::Logoff => "logoff",
-            Endpoint::LogonSession => "logon_session",
-            Endpoint::Query => "query",
-            Endpoint::MountCreate => "mount_create",
-            Endpoint::MountList => "mount_list",
-            Endpoint::MountGet => "mount_get",
-            Endpoint::MountBrowse => "mount_browse",
-            Endpoint::MountDelete => "mount_delete",
-            Endpoint::FileRestore => "file_restore",
-            Endpoint::Download => "download",
-            Endpoint::CatalogBrowse => "catalog_browse",
-            Endpoint::CatalogRestore => "catalog_restore",
-            Endpoint::Task => "task",
-            Endpoint::TaskList => "task_list",
-            Endpoint::TaskDelete => "task_delete",
-            Endpoint::RestoreSession => "restore_session",
-        }
+        self.into()
     }
 }
 

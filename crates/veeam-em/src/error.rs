@@ -6,7 +6,8 @@ use std::time::Duration;
 ///
 /// [`Error::reason`] maps each variant to a short, fixed string that is safe to use as a metric
 /// label value; messages (which may contain anything EM says) stay in `Display` only.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, thiserror::Error, strum::IntoStaticStr, strum::VariantNames)]
+#[strum(serialize_all = "snake_case")]
 #[non_exhaustive]
 pub enum Error {
     /// Logon was refused (HTTP 401 on `POST /sessionMngr/`): wrong credentials or no EM role.
@@ -49,37 +50,11 @@ pub enum Error {
 
 impl Error {
     /// Every value [`Error::reason`] can return.
-    pub const REASONS: &'static [&'static str] = &[
-        "logon_failed",
-        "session_expired",
-        "forbidden",
-        "not_found",
-        "rejected",
-        "server_error",
-        "timeout",
-        "transport",
-        "decode",
-        "too_large",
-        "task_failed",
-        "config",
-    ];
+    pub const REASONS: &'static [&'static str] = <Error as strum::VariantNames>::VARIANTS;
 
-    /// A short, bounded, label-safe name for the kind of failure.
+    /// A short, bounded, label-safe name for the kind of failure: the variant's snake_case name.
     pub fn reason(&self) -> &'static str {
-        match self {
-            Error::LogonFailed { .. } => "logon_failed",
-            Error::SessionExpired { .. } => "session_expired",
-            Error::Forbidden { .. } => "forbidden",
-            Error::NotFound { .. } => "not_found",
-            Error::Rejected { .. } => "rejected",
-            Error::ServerError { .. } => "server_error",
-            Error::Timeout(_) => "timeout",
-            Error::Transport(_) => "transport",
-            Error::Decode(_) => "decode",
-            Error::TooLarge { .. } => "too_large",
-            Error::TaskFailed { .. } => "task_failed",
-            Error::Config(_) => "config",
-        }
+        self.into()
     }
 
     /// Maps a non-2xx HTTP status and EM's error message to a variant.
