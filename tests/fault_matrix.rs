@@ -40,52 +40,72 @@ fn task_faults() -> Vec<(&'static str, FaultKind)> {
 struct Kind {
     probe: &'static str,
     yaml: &'static str,
-    /// `(phase, the call that phase makes, whether it creates a task)`.
-    phases: &'static [(&'static str, Call, bool)],
+    /// `(phase, the call that phase makes, whether it creates a task)`, in the kind's order.
+    phases: Vec<(&'static str, Call, bool)>,
 }
 
-fn kinds() -> Vec<Kind> {
-    vec![
-        Kind {
-            probe: "mount",
-            yaml: "kind: mount, vm: canary-win01",
-            phases: &[
-                ("lookup", Call::Query, false),
-                ("mount", Call::MountCreate, true),
-                ("browse", Call::MountBrowse, false),
-                ("unmount", Call::MountDelete, false),
-            ],
-        },
-        Kind {
-            probe: "download",
-            yaml: "kind: file_restore, mode: download, vm: canary-win01, path: C:/canary/canary.txt",
-            phases: &[
-                ("lookup", Call::Query, false),
-                ("mount", Call::MountCreate, true),
-                ("restore", Call::FileRestore, true),
-                ("download", Call::Download, false),
-                ("unmount", Call::MountDelete, false),
-            ],
-        },
-        Kind {
-            probe: "catalog",
-            yaml: "kind: file_restore, mode: catalog, vm: canary-win01, path: C:/canary/canary.txt",
-            phases: &[
-                ("lookup", Call::Query, false),
-                ("browse", Call::CatalogBrowse, true),
-                ("restore", Call::CatalogRestore, true),
-                ("restore_session", Call::RestoreSession, false),
-            ],
-        },
-    ]
-}
-
-fn steps_for(kind: &Kind) -> String {
-    match kind.probe {
-        "catalog" => "step_timeouts: { lookup: 3s, browse: 3s, restore: 3s, restore_session: 5s }".to_owned(),
-        "download" => "step_timeouts: { lookup: 3s, mount: 3s, restore: 3s, download: 3s, unmount: 12s }".to_owned(),
-        _ => "step_timeouts: { lookup: 3s, mount: 3s, browse: 3s, unmount: 12s }".to_owned(),
+/// The simulator call a phase of a kind makes, and whether it creates a task: the matrix's own
+/// knowledge of EM, kept apart from the exporter's code.
+fn call_of(probe: &str, phase: &str) -> (Call, bool) {
+    match (probe, phase) {
+        (_, "lookup") => (Call::Query, false),
+        (_, "mount") => (Call::MountCreate, true),
+        ("mount", "browse") => (Call::MountBrowse, false),
+        ("catalog", "browse") => (Call::CatalogBrowse, true),
+        ("download", "restore") => (Call::FileRestore, true),
+        ("catalog", "restore") => (Call::CatalogRestore, true),
+        (_, "restore_session") => (Call::RestoreSession, false),
+        (_, "download") => (Call::Download, false),
+        (_, "unmount") => (Call::MountDelete, false),
+        _ => panic!("the fault matrix has no call for phase {phase} of the {probe} probe: add it to call_of"),
     }
+}
+
+/// The rows: every phase of every kind, in the order the exporter's kinds list them, so a new
+/// kind or phase gets its row or fails here until it has one.
+fn kinds() -> Vec<Kind> {
+    let kinds = [
+        ("mount", "kind: mount, vm: canary-win01"),
+        ("download", "kind: file_restore, mode: download, vm: canary-win01, path: C:/canary/canary.txt"),
+        ("catalog", "kind: file_restore, mode: catalog, vm: canary-win01, path: C:/canary/canary.txt"),
+    ];
+    kinds
+        .into_iter()
+        .map(|(probe, yaml)| {
+            let config = format!(
+                "targets:\n  - name: t\n    url: https://em:9398/api/\n    username: u\n    password_env: P\n    \
+                 probes:\n      - {{ name: p, {yaml}, interval: 1h }}\n"
+            );
+            let config = veeam_restore_exporter::config::parse(&config, std::path::Path::new("/")).unwrap();
+            let phases = config.targets[0].probes[0].kind.phases();
+            let phases = phases
+                .iter()
+                .map(|phase| {
+                    let (call, creates_task) = call_of(probe, phase.as_str());
+                    (phase.as_str(), call, creates_task)
+                })
+                .collect();
+            Kind { probe, yaml, phases }
+        })
+        .collect()
+}
+
+/// Short step timeouts for the kind's phases; unmount retries need longer, and so does a
+/// restore session that runs for a while on its own.
+fn steps_for(kind: &Kind) -> String {
+    let steps: Vec<String> = kind
+        .phases
+        .iter()
+        .map(|(phase, _, _)| {
+            let timeout = match *phase {
+                "unmount" => "12s",
+                "restore_session" => "5s",
+                _ => "3s",
+            };
+            format!("{phase}: {timeout}")
+        })
+        .collect();
+    format!("step_timeouts: {{ {} }}", steps.join(", "))
 }
 
 /// The outcomes a cell may have: `ok` or the failure reason.
@@ -194,7 +214,7 @@ async fn every_fault_in_every_phase_leaves_nothing_behind() {
         let setup = setup_for(&kind, &sim);
         let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
         exporter.wait_metric("veeam_restore_probe_runs_total", &[("probe", kind.probe)], |v| v >= 1.0).await;
-        for &(phase, endpoint, creates_task) in kind.phases {
+        for &(phase, endpoint, creates_task) in &kind.phases {
             let mut faults = request_faults();
             if creates_task {
                 faults.extend(task_faults());
@@ -274,7 +294,7 @@ async fn sigterm_in_every_phase_leaves_nothing_behind() {
     for kind in kinds() {
         let sim = start_sim().await;
         let setup = setup_for(&kind, &sim);
-        for &(phase, endpoint, _) in kind.phases {
+        for &(phase, endpoint, _) in &kind.phases {
             let cell = format!("{}/{phase}", kind.probe);
             // Shorter than every step timeout: the step itself would succeed.
             sim.add_fault(Fault { endpoint: Some(endpoint), kind: FaultKind::Latency { ms: 2_000 }, times: Some(1) });

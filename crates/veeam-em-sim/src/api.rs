@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 use bytes::Bytes;
 
 // Only plain enums are shared with the client. Paths, type names, header names and media types
@@ -33,37 +33,115 @@ fn media_type(format: Format) -> &'static str {
     }
 }
 
+/// One documented EM route: its path (axum's syntax), method, the call it is for faults and the
+/// request log (`None`: not a call anyone injects faults into), and its handler. A route may
+/// also demand a query parameter (`action=download`): then it names a call but no handler, as
+/// its handler is the one of the same path and method without the demand.
+struct Route {
+    path: &'static str,
+    method: Method,
+    call: Option<Call>,
+    query: Option<&'static str>,
+    handler: Option<MethodRouter<Sim>>,
+}
+
+fn route(path: &'static str, method: Method, call: impl Into<Option<Call>>, handler: MethodRouter<Sim>) -> Route {
+    Route { path, method, call: call.into(), query: None, handler: Some(handler) }
+}
+
+/// Every route the simulator serves, in one table: the router is built from it and requests
+/// are classified by it. Static paths come before parameterised ones, as axum matches them.
+fn table() -> Vec<Route> {
+    use Method as M;
+    vec![
+        route("/api/", M::GET, Call::ApiRoot, get(entry_point)),
+        route("/api", M::GET, Call::ApiRoot, get(entry_point)),
+        route("/api/sessionMngr/", M::POST, Call::Logon, post(logon)),
+        route("/api/sessionMngr", M::POST, Call::Logon, post(logon)),
+        route("/api/logonSessions", M::GET, Call::LogonSession, get(list_logon_sessions)),
+        route("/api/logonSessions/{id}", M::GET, Call::LogonSession, get(get_logon_session)),
+        route("/api/logonSessions/{id}", M::DELETE, Call::Logoff, delete(logoff)),
+        route("/api/query", M::GET, Call::Query, get(query)),
+        route("/api/tasks", M::GET, Call::TaskList, get(list_tasks)),
+        route("/api/tasks/{id}", M::GET, Call::Task, get(get_task)),
+        route("/api/tasks/{id}", M::DELETE, Call::TaskDelete, delete(delete_task)),
+        route("/api/restoreSessions", M::GET, None, get(list_restore_sessions)),
+        route("/api/restoreSessions/{id}", M::GET, Call::RestoreSession, get(get_restore_session)),
+        route("/api/catalog/vms", M::GET, None, get(list_catalog_vms)),
+        route("/api/catalog/vms/{vm}/vmRestorePoints", M::GET, None, get(list_catalog_points)),
+        route("/api/catalog/vms/{vm}/vmRestorePoints/{pid}", M::POST, Call::CatalogBrowse, post(catalog_browse)),
+        route(
+            "/api/catalog/vms/{vm}/vmRestorePoints/{pid}/guestfs/{*path}",
+            M::POST,
+            Call::CatalogRestore,
+            post(catalog_restore),
+        ),
+        route("/api/reports/summary/{report}", M::GET, None, get(summary_report)),
+        route("/api/backupServers", M::GET, None, get(list_backup_servers)),
+        route("/api/jobs", M::GET, None, get(list_jobs)),
+        route("/api/backupSessions", M::GET, None, get(list_backup_sessions)),
+        route("/api/repositories", M::GET, None, get(list_repositories)),
+        route("/api/{coll}", M::GET, None, get(list_points)),
+        route("/api/{coll}/{pid}", M::GET, None, get(get_point)),
+        route("/api/{coll}/{pid}/mounts", M::GET, Call::MountList, get(list_mounts)),
+        route("/api/{coll}/{pid}/mounts", M::POST, Call::MountCreate, post(create_mount)),
+        route("/api/{coll}/{pid}/mounts/{mid}", M::GET, Call::MountGet, get(get_mount)),
+        route("/api/{coll}/{pid}/mounts/{mid}", M::DELETE, Call::MountDelete, delete(delete_mount)),
+        Route {
+            path: "/api/{coll}/{pid}/mounts/{mid}/{*path}",
+            method: M::GET,
+            call: Some(Call::Download),
+            query: Some("action=download"),
+            handler: None,
+        },
+        route("/api/{coll}/{pid}/mounts/{mid}/{*path}", M::GET, Call::MountBrowse, get(browse_or_download)),
+        route("/api/{coll}/{pid}/mounts/{mid}/{*path}", M::POST, Call::FileRestore, post(file_restore)),
+    ]
+}
+
 /// The documented EM routes, every request instrumented (faults, request log).
 pub(super) fn routes(sim: Sim) -> Router<Sim> {
-    Router::new()
-        .route("/api/", get(entry_point))
-        .route("/api", get(entry_point))
-        .route("/api/sessionMngr/", post(logon))
-        .route("/api/sessionMngr", post(logon))
-        .route("/api/logonSessions", get(list_logon_sessions))
-        .route("/api/logonSessions/{id}", get(get_logon_session).delete(logoff))
-        .route("/api/query", get(query))
-        .route("/api/tasks", get(list_tasks))
-        .route("/api/tasks/{id}", get(get_task).delete(delete_task))
-        .route("/api/restoreSessions", get(list_restore_sessions))
-        .route("/api/restoreSessions/{id}", get(get_restore_session))
-        .route("/api/catalog/vms", get(list_catalog_vms))
-        .route("/api/catalog/vms/{vm}/vmRestorePoints", get(list_catalog_points))
-        .route("/api/catalog/vms/{vm}/vmRestorePoints/{pid}", post(catalog_browse))
-        .route("/api/catalog/vms/{vm}/vmRestorePoints/{pid}/guestfs/{*path}", post(catalog_restore))
-        .route("/api/reports/summary/{report}", get(summary_report))
-        .route("/api/backupServers", get(list_backup_servers))
-        .route("/api/jobs", get(list_jobs))
-        .route("/api/backupSessions", get(list_backup_sessions))
-        .route("/api/repositories", get(list_repositories))
-        .route("/api/{coll}", get(list_points))
-        .route("/api/{coll}/{pid}", get(get_point))
-        .route("/api/{coll}/{pid}/mounts", get(list_mounts).post(create_mount))
-        .route("/api/{coll}/{pid}/mounts/{mid}", get(get_mount).delete(delete_mount))
-        .route("/api/{coll}/{pid}/mounts/{mid}/{*path}", get(browse_or_download).post(file_restore))
+    let mut router = Router::new();
+    for r in table() {
+        if let Some(handler) = r.handler {
+            router = router.route(r.path, handler);
+        }
+    }
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(sim, instrument))
+}
+
+/// Does `path` match the route pattern (`{x}` one segment, `{*x}` one or more)?
+fn path_matches(pattern: &str, path: &str) -> bool {
+    let mut wanted = pattern.split('/');
+    let mut got = path.split('/');
+    loop {
+        match (wanted.next(), got.next()) {
+            (None, None) => return true,
+            (Some(w), Some(g)) if w.starts_with("{*") => return !g.is_empty(),
+            (Some(w), Some(g)) if w.starts_with('{') && !g.is_empty() => {}
+            (Some(w), Some(g)) if w == g => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Which documented call a request is, for faults and the request log: the first route of
+/// [`table`] it matches.
+fn classify(method: &Method, path: &str, query: &str) -> Option<Call> {
+    /// The table without its handlers, built once.
+    static CLASSES: std::sync::OnceLock<Vec<Route>> = std::sync::OnceLock::new();
+    let classes = CLASSES.get_or_init(|| table().into_iter().map(|r| Route { handler: None, ..r }).collect());
+    classes
+        .iter()
+        .find(|r| {
+            r.method == method
+                && path_matches(r.path, path)
+                && r.query.is_none_or(|q| query.split('&').any(|pair| pair.eq_ignore_ascii_case(q)))
+        })
+        .and_then(|r| r.call)
 }
 
 // ---- request plumbing ---------------------------------------------------------------------
@@ -101,33 +179,6 @@ fn error_response(e: SimError, format: Format) -> Response {
         response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic Realm=RestSvc"));
     }
     response
-}
-
-/// Which documented call a request is, for faults and the request log.
-fn classify(method: &Method, path: &str, query: &str) -> Option<Call> {
-    let parts: Vec<&str> = path.trim_start_matches("/api").split('/').filter(|s| !s.is_empty()).collect();
-    let is = |m: &Method| method == m;
-    Some(match parts.as_slice() {
-        [] => Call::ApiRoot,
-        ["sessionMngr"] => Call::Logon,
-        ["logonSessions", _] if is(&Method::DELETE) => Call::Logoff,
-        ["logonSessions", ..] => Call::LogonSession,
-        ["query"] => Call::Query,
-        ["tasks", _] if is(&Method::DELETE) => Call::TaskDelete,
-        ["tasks", _] => Call::Task,
-        ["tasks"] => Call::TaskList,
-        ["restoreSessions", _] => Call::RestoreSession,
-        ["catalog", "vms", _, "vmRestorePoints", _] if is(&Method::POST) => Call::CatalogBrowse,
-        ["catalog", ..] if is(&Method::POST) => Call::CatalogRestore,
-        [_, _, "mounts"] if is(&Method::POST) => Call::MountCreate,
-        [_, _, "mounts"] => Call::MountList,
-        [_, _, "mounts", _] if is(&Method::DELETE) => Call::MountDelete,
-        [_, _, "mounts", _] => Call::MountGet,
-        [_, _, "mounts", _, ..] if is(&Method::POST) => Call::FileRestore,
-        [_, _, "mounts", _, ..] if query.contains("action=download") => Call::Download,
-        [_, _, "mounts", _, ..] => Call::MountBrowse,
-        _ => return None,
-    })
 }
 
 /// Applies request-level faults and records every API request in the log.
@@ -578,5 +629,28 @@ mod tests {
         assert_eq!(c(Method::POST, "/api/catalog/vms/v/vmRestorePoints/p", "action=browse"), Some(Call::CatalogBrowse));
         assert_eq!(c(Method::DELETE, "/api/logonSessions/x", ""), Some(Call::Logoff));
         assert_eq!(c(Method::GET, "/api/", ""), Some(Call::ApiRoot));
+    }
+
+    #[test]
+    fn requests_are_classified_by_the_route_table() {
+        let call = |m: Method, path: &str, query: &str| classify(&m, path, query);
+        assert_eq!(call(Method::GET, "/api/", ""), Some(Call::ApiRoot));
+        assert_eq!(call(Method::POST, "/api/sessionMngr/", "v=latest"), Some(Call::Logon));
+        assert_eq!(call(Method::DELETE, "/api/logonSessions/abc", ""), Some(Call::Logoff));
+        assert_eq!(call(Method::GET, "/api/tasks", ""), Some(Call::TaskList));
+        assert_eq!(call(Method::GET, "/api/tasks/task-1", ""), Some(Call::Task));
+        assert_eq!(call(Method::POST, "/api/vmRestorePoints/p1/mounts", ""), Some(Call::MountCreate));
+        assert_eq!(call(Method::GET, "/api/vmRestorePoints/p1/mounts/7/C:/x", "action=download"), Some(Call::Download));
+        assert_eq!(
+            call(Method::GET, "/api/vmRestorePoints/p1/mounts/7/C:/x", "action=listDirs"),
+            Some(Call::MountBrowse)
+        );
+        assert_eq!(
+            call(Method::POST, "/api/catalog/vms/v/vmRestorePoints/p1", "action=browse"),
+            Some(Call::CatalogBrowse)
+        );
+        assert_eq!(call(Method::GET, "/api/vmRestorePoints/p1", ""), None, "a point read is no fault point");
+        assert_eq!(call(Method::GET, "/api/vmRestorePoints/p1/mounts/7/", ""), None, "a tail needs a segment");
+        assert_eq!(call(Method::PUT, "/api/query", ""), None);
     }
 }

@@ -84,53 +84,9 @@ impl World {
             return Err(err(400, format!("Sorting by {f} is not simulated")));
         }
         let mut rows: Vec<Row> = match qtype {
-            t if t.eq_ignore_ascii_case("VmRestorePoint") || t.eq_ignore_ascii_case("VmReplicaPoint") => {
-                let kind =
-                    if t.eq_ignore_ascii_case("VmRestorePoint") { PointKind::Backup } else { PointKind::Replica };
-                let mut rows = Vec::new();
-                for p in self.inventory.points.iter().filter(|p| p.kind == kind) {
-                    let fields = [
-                        ("vmdisplayname", p.vm.clone()),
-                        ("vmname", p.vm.clone()),
-                        ("uid", p.id.clone()),
-                        ("creationtime", rfc3339(p.created)),
-                    ];
-                    if matches(&filter, &fields)? {
-                        let entity = self.point_entity(p, point_type(kind));
-                        rows.push((p.created, None, entity, self.point_ref(p)));
-                    }
-                }
-                rows
-            }
-            t if t.eq_ignore_ascii_case("RestoreSession") => {
-                let mut rows = Vec::new();
-                for r in self.recent_restore_sessions() {
-                    let v = r.view(now);
-                    let fields = [
-                        ("vmdisplayname", r.vm.clone()),
-                        ("type", r.job_type().to_owned()),
-                        ("jobtype", r.job_type().to_owned()),
-                        ("state", v.state.to_owned()),
-                        ("result", v.result.clone()),
-                        ("uid", r.id.clone()),
-                        ("creationtime", rfc3339(r.created_wall)),
-                        ("endtime", v.end.map(rfc3339).unwrap_or_default()),
-                    ];
-                    if matches(&filter, &fields)? {
-                        let reference = El::new("Ref")
-                            .attr("Type", "RestoreSessionReference")
-                            .attr("Href", format!("{}/restoreSessions/{}", self.base, r.id))
-                            .attr("UID", format!("urn:veeam:RestoreSession:{}", r.id))
-                            .links(vec![link(
-                                "Alternate",
-                                Some("RestoreSession"),
-                                format!("{}/restoreSessions/{}?format=Entity", self.base, r.id),
-                            )]);
-                        rows.push((r.created_wall, v.end, self.restore_session_entity(r, now), reference));
-                    }
-                }
-                rows
-            }
+            t if t.eq_ignore_ascii_case("VmRestorePoint") => self.point_rows(PointKind::Backup, &filter)?,
+            t if t.eq_ignore_ascii_case("VmReplicaPoint") => self.point_rows(PointKind::Replica, &filter)?,
+            t if t.eq_ignore_ascii_case("RestoreSession") => self.restore_session_rows(&filter, now)?,
             t if t.eq_ignore_ascii_case("BackupJobSession") => {
                 self.backup_session_rows(&mut |fields: &[(&str, String)]| matches(&filter, fields))?
             }
@@ -167,6 +123,54 @@ impl World {
             El::new("QueryResult").query_list("Refs", rows.into_iter().map(|r| r.3).collect())
         };
         Ok(Body::Entity(result.node(paging)))
+    }
+
+    /// The `VmRestorePoint` / `VmReplicaPoint` rows the filter selects.
+    fn point_rows(&self, kind: PointKind, filter: &Filter) -> Result<Vec<Row>, SimError> {
+        let mut rows = Vec::new();
+        for p in self.inventory.points.iter().filter(|p| p.kind == kind) {
+            let fields = [
+                ("vmdisplayname", p.vm.clone()),
+                ("vmname", p.vm.clone()),
+                ("uid", p.id.clone()),
+                ("creationtime", rfc3339(p.created)),
+            ];
+            if matches(filter, &fields)? {
+                rows.push((p.created, None, self.point_entity(p, point_type(kind)), self.point_ref(p)));
+            }
+        }
+        Ok(rows)
+    }
+
+    /// The `RestoreSession` rows the filter selects.
+    fn restore_session_rows(&self, filter: &Filter, now: Instant) -> Result<Vec<Row>, SimError> {
+        let mut rows = Vec::new();
+        for r in self.recent_restore_sessions() {
+            let v = r.view(now);
+            let fields = [
+                ("vmdisplayname", r.vm.clone()),
+                ("type", r.job_type().to_owned()),
+                ("jobtype", r.job_type().to_owned()),
+                ("state", v.state.to_owned()),
+                ("result", v.result.clone()),
+                ("uid", r.id.clone()),
+                ("creationtime", rfc3339(r.created_wall)),
+                ("endtime", v.end.map(rfc3339).unwrap_or_default()),
+            ];
+            if matches(filter, &fields)? {
+                let reference = El::new("Ref")
+                    .attr("Type", "RestoreSessionReference")
+                    .attr("Href", format!("{}/restoreSessions/{}", self.base, r.id))
+                    .attr("UID", format!("urn:veeam:RestoreSession:{}", r.id))
+                    .links(vec![link(
+                        "Alternate",
+                        Some("RestoreSession"),
+                        format!("{}/restoreSessions/{}?format=Entity", self.base, r.id),
+                    )]);
+                rows.push((r.created_wall, v.end, self.restore_session_entity(r, now), reference));
+            }
+        }
+        Ok(rows)
     }
 }
 

@@ -182,99 +182,14 @@ impl World {
 
     /// `GET /reports/summary/{overview,job_statistics,vms_overview,repository}`.
     pub(crate) fn summary(&self, report: &str) -> Reply {
-        let runs = self.job_runs();
-        let finished = || runs.iter().filter(|r| r.ended.is_some());
-        let count = |result: &str| finished().filter(|r| r.result.eq_ignore_ascii_case(result)).count() as i64;
-        let running = runs.iter().filter(|r| r.ended.is_none()).count() as i64;
-        let jobs = &self.inventory.jobs;
-        let scheduled = |kind: &str| jobs.iter().filter(|j| j.job_type.eq_ignore_ascii_case(kind)).count() as i64;
-        // The latest state of each VM: the result of the newest finished session of a job with it.
-        let latest = |vm: &str| {
-            finished()
-                .filter(|r| r.job.vms.iter().any(|v| v.eq_ignore_ascii_case(vm)))
-                .max_by_key(|r| r.ended)
-                .map(|r| r.result)
-        };
-        let vm_states = |result: &str| {
-            self.inventory
-                .vms
-                .iter()
-                .filter(|v| latest(&v.name).is_some_and(|r| r.eq_ignore_ascii_case(result)))
-                .count() as i64
-        };
-        let longest = |kind: Option<&str>| {
-            finished()
-                .filter(|r| kind.is_none_or(|k| r.job.job_type.eq_ignore_ascii_case(k)))
-                .map(|r| {
-                    (
-                        r.ended.and_then(|e| e.duration_since(r.created).ok()).unwrap_or_default().as_secs() as i64,
-                        r.job.name.clone(),
-                    )
-                })
-                .max()
-                .unwrap_or((0, String::new()))
-        };
-        let protected: HashSet<String> = jobs.iter().flat_map(|j| j.vms.iter().map(|v| v.to_lowercase())).collect();
-        let replicated: HashSet<String> = jobs
-            .iter()
-            .filter(|j| j.job_type.eq_ignore_ascii_case("Replica"))
-            .flat_map(|j| j.vms.iter().map(|v| v.to_lowercase()))
-            .collect();
+        let stats = Stats { world: self, runs: self.job_runs() };
         let frame = |name: &str| {
             El::new(name).attr("Href", format!("{}/reports/summary/{report}", self.base)).attr("Type", name)
         };
         let el = match report {
-            "overview" => frame("OverviewReportFrame")
-                .field("BackupServers", 1)
-                .field("ProxyServers", 1)
-                .field("RepositoryServers", self.inventory.repositories.len() as i64)
-                .field("RunningJobs", running)
-                .field("ScheduledJobs", jobs.len() as i64)
-                .field("SuccessfulVmLastestStates", vm_states("Success"))
-                .field("WarningVmLastestStates", vm_states("Warning"))
-                .field("FailedVmLastestStates", vm_states("Failed")),
-            "job_statistics" => {
-                let (max, _) = longest(None);
-                let (max_backup, backup_name) = longest(Some("Backup"));
-                let (max_replica, replica_name) = longest(Some("Replica"));
-                frame("JobStatisticsReportFrame")
-                    .field("RunningJobs", running)
-                    .field("ScheduledJobs", jobs.len() as i64)
-                    .field("ScheduledBackupJobs", scheduled("Backup"))
-                    .field("ScheduledReplicaJobs", scheduled("Replica"))
-                    .field("TotalJobRuns", finished().count() as i64)
-                    .field("SuccessfulJobRuns", count("Success"))
-                    .field("WarningsJobRuns", count("Warning"))
-                    .field("FailedJobRuns", count("Failed"))
-                    .field("MaxJobDuration", max)
-                    .field("MaxBackupJobDuration", max_backup)
-                    .field("MaxReplicaJobDuration", max_replica)
-                    .field("MaxDurationBackupJobName", backup_name)
-                    .field("MaxDurationReplicaJobName", replica_name)
-            }
-            "vms_overview" => {
-                // Sizes are invented: 40 GiB per point, 60 GiB per source VM.
-                let points = |kind: PointKind| self.inventory.points.iter().filter(|p| p.kind == kind).count() as i64;
-                let backed_up: HashSet<String> = self
-                    .inventory
-                    .points
-                    .iter()
-                    .filter(|p| p.kind == PointKind::Backup)
-                    .map(|p| p.vm.to_lowercase())
-                    .collect();
-                let ok = vm_states("Success") + vm_states("Warning");
-                let percent = if protected.is_empty() { 0 } else { ok * 100 / protected.len() as i64 };
-                frame("VmsOverviewReportFrame")
-                    .field("ProtectedVms", protected.len() as i64)
-                    .field("BackedUpVms", backed_up.len() as i64)
-                    .field("ReplicatedVms", replicated.len() as i64)
-                    .field("RestorePoints", points(PointKind::Backup) + points(PointKind::Replica))
-                    .field("FullBackupPointsSize", (points(PointKind::Backup) * 40) << 30)
-                    .field("IncrementalBackupPointsSize", 0)
-                    .field("ReplicaRestorePointsSize", (points(PointKind::Replica) * 40) << 30)
-                    .field("SourceVmsSize", (self.inventory.vms.len() as i64 * 60) << 30)
-                    .field("SuccessBackupPercents", percent)
-            }
+            "overview" => stats.overview(frame("OverviewReportFrame")),
+            "job_statistics" => stats.job_statistics(frame("JobStatisticsReportFrame")),
+            "vms_overview" => stats.vms_overview(frame("VmsOverviewReportFrame")),
             "repository" => {
                 let periods = self.inventory.repositories.iter().map(|r| {
                     El::new("Period")
@@ -288,5 +203,112 @@ impl World {
             other => return Err(err(404, format!("Report {other} not found"))),
         };
         Ok(Body::Entity(el))
+    }
+}
+
+/// What the summary reports count, from the simulated job runs.
+struct Stats<'a> {
+    world: &'a World,
+    runs: Vec<JobRun<'a>>,
+}
+
+impl Stats<'_> {
+    fn finished(&self) -> impl Iterator<Item = &JobRun<'_>> {
+        self.runs.iter().filter(|r| r.ended.is_some())
+    }
+
+    fn count(&self, result: &str) -> i64 {
+        self.finished().filter(|r| r.result.eq_ignore_ascii_case(result)).count() as i64
+    }
+
+    fn running(&self) -> i64 {
+        self.runs.iter().filter(|r| r.ended.is_none()).count() as i64
+    }
+
+    fn scheduled(&self, kind: &str) -> i64 {
+        self.world.inventory.jobs.iter().filter(|j| j.job_type.eq_ignore_ascii_case(kind)).count() as i64
+    }
+
+    /// The latest state of a VM: the result of the newest finished session of a job with it.
+    fn latest(&self, vm: &str) -> Option<&str> {
+        self.finished()
+            .filter(|r| r.job.vms.iter().any(|v| v.eq_ignore_ascii_case(vm)))
+            .max_by_key(|r| r.ended)
+            .map(|r| r.result)
+    }
+
+    fn vm_states(&self, result: &str) -> i64 {
+        let vms = &self.world.inventory.vms;
+        vms.iter().filter(|v| self.latest(&v.name).is_some_and(|r| r.eq_ignore_ascii_case(result))).count() as i64
+    }
+
+    /// The longest finished run (of a job type), in seconds, with its job's name.
+    fn longest(&self, kind: Option<&str>) -> (i64, String) {
+        self.finished()
+            .filter(|r| kind.is_none_or(|k| r.job.job_type.eq_ignore_ascii_case(k)))
+            .map(|r| {
+                let took = r.ended.and_then(|e| e.duration_since(r.created).ok()).unwrap_or_default();
+                (took.as_secs() as i64, r.job.name.clone())
+            })
+            .max()
+            .unwrap_or((0, String::new()))
+    }
+
+    fn vms_of(&self, only: Option<&str>) -> HashSet<String> {
+        let jobs = self.world.inventory.jobs.iter().filter(|j| only.is_none_or(|k| j.job_type.eq_ignore_ascii_case(k)));
+        jobs.flat_map(|j| j.vms.iter().map(|v| v.to_lowercase())).collect()
+    }
+
+    fn overview(&self, frame: El) -> El {
+        frame
+            .field("BackupServers", 1)
+            .field("ProxyServers", 1)
+            .field("RepositoryServers", self.world.inventory.repositories.len() as i64)
+            .field("RunningJobs", self.running())
+            .field("ScheduledJobs", self.world.inventory.jobs.len() as i64)
+            .field("SuccessfulVmLastestStates", self.vm_states("Success"))
+            .field("WarningVmLastestStates", self.vm_states("Warning"))
+            .field("FailedVmLastestStates", self.vm_states("Failed"))
+    }
+
+    fn job_statistics(&self, frame: El) -> El {
+        let (max, _) = self.longest(None);
+        let (max_backup, backup_name) = self.longest(Some("Backup"));
+        let (max_replica, replica_name) = self.longest(Some("Replica"));
+        frame
+            .field("RunningJobs", self.running())
+            .field("ScheduledJobs", self.world.inventory.jobs.len() as i64)
+            .field("ScheduledBackupJobs", self.scheduled("Backup"))
+            .field("ScheduledReplicaJobs", self.scheduled("Replica"))
+            .field("TotalJobRuns", self.finished().count() as i64)
+            .field("SuccessfulJobRuns", self.count("Success"))
+            .field("WarningsJobRuns", self.count("Warning"))
+            .field("FailedJobRuns", self.count("Failed"))
+            .field("MaxJobDuration", max)
+            .field("MaxBackupJobDuration", max_backup)
+            .field("MaxReplicaJobDuration", max_replica)
+            .field("MaxDurationBackupJobName", backup_name)
+            .field("MaxDurationReplicaJobName", replica_name)
+    }
+
+    /// Sizes are invented: 40 GiB per point, 60 GiB per source VM.
+    fn vms_overview(&self, frame: El) -> El {
+        let inventory = &self.world.inventory;
+        let points = |kind: PointKind| inventory.points.iter().filter(|p| p.kind == kind).count() as i64;
+        let backed_up: HashSet<String> =
+            inventory.points.iter().filter(|p| p.kind == PointKind::Backup).map(|p| p.vm.to_lowercase()).collect();
+        let protected = self.vms_of(None);
+        let ok = self.vm_states("Success") + self.vm_states("Warning");
+        let percent = if protected.is_empty() { 0 } else { ok * 100 / protected.len() as i64 };
+        frame
+            .field("ProtectedVms", protected.len() as i64)
+            .field("BackedUpVms", backed_up.len() as i64)
+            .field("ReplicatedVms", self.vms_of(Some("Replica")).len() as i64)
+            .field("RestorePoints", points(PointKind::Backup) + points(PointKind::Replica))
+            .field("FullBackupPointsSize", (points(PointKind::Backup) * 40) << 30)
+            .field("IncrementalBackupPointsSize", 0)
+            .field("ReplicaRestorePointsSize", (points(PointKind::Replica) * 40) << 30)
+            .field("SourceVmsSize", (inventory.vms.len() as i64 * 60) << 30)
+            .field("SuccessBackupPercents", percent)
     }
 }
