@@ -14,6 +14,7 @@
 //!   flags, state directory, web config (TLS, basic auth), shipped examples.
 //! - `sim_api`: the simulator as a product: collections, paging links, 401 before 404, its
 //!   independence from the client.
+//! - `vbr_client`: the VBR client against the simulated VBR server: two readings of the specs meet.
 //! - `watch`: the passive restore watch: other users' restores counted once, across restarts.
 //! - `monitoring`: dashboards and alert rules: structure, PromQL, only real metrics.
 //! - `support`: shared helpers (simulator start-up, the exporter process, bounded polling).
@@ -30,4 +31,5 @@ mod operations;
 mod sessions;
 mod sim_api;
 mod support;
+mod vbr_client;
 mod watch;

@@ -189,26 +189,55 @@ impl Client {
     }
 
     /// `POST /api/oauth2/token` with `grant_type=password`.
-    ///
-    /// `ELoginGrantType` is lower case in 1.2-rev1 (`password`) and capitalised in 1.3-rev1
-    /// (`Password`); every example and RFC 6749 use lower case, so lower case is sent.
     pub(crate) async fn password_grant(&self, version: ApiVersion) -> Result<TokenGrant> {
         let config = &self.inner.config;
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", "password")
-            .append_pair("username", &config.username)
-            .append_pair("password", config.password.expose())
-            .finish();
-        self.token_call(Endpoint::Logon, version, form).await
+        let form = |grant: &str| {
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("grant_type", grant)
+                .append_pair("username", &config.username)
+                .append_pair("password", config.password.expose())
+                .finish()
+        };
+        self.grant(Endpoint::Logon, version, "password", form).await
     }
 
     /// `POST /api/oauth2/token` with `grant_type=refresh_token`. Spends `refresh` (single use).
     pub(crate) async fn refresh_grant(&self, version: ApiVersion, refresh: &Secret) -> Result<TokenGrant> {
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .append_pair("grant_type", "refresh_token")
-            .append_pair("refresh_token", refresh.expose())
-            .finish();
-        self.token_call(Endpoint::TokenRefresh, version, form).await
+        let form = |grant: &str| {
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("grant_type", grant)
+                .append_pair("refresh_token", refresh.expose())
+                .finish()
+        };
+        self.grant(Endpoint::TokenRefresh, version, "refresh_token", form).await
+    }
+
+    /// A token call with the grant type spelt as the revision's schema spells it, and once more
+    /// in the other spelling when the server rejects that one.
+    ///
+    /// `ELoginGrantType` is lower case in 1.2-rev1 (`password`, `refresh_token`) and capitalised
+    /// from 1.3-rev1 on (`Password`, `Refresh_token`), while every example of every revision and
+    /// RFC 6749 use lower case. A server that enforces its schema accepts only its own
+    /// spelling; a lenient one accepts both. A rejected grant type is a 400 about the request's
+    /// content, so nothing was spent (not even a single-use refresh token).
+    async fn grant(
+        &self,
+        endpoint: Endpoint,
+        version: ApiVersion,
+        grant: &str,
+        form: impl Fn(&str) -> String,
+    ) -> Result<TokenGrant> {
+        let (first, second) = match version.capitalises_grant_types() {
+            true => (capitalised(grant), grant.to_owned()),
+            false => (grant.to_owned(), capitalised(grant)),
+        };
+        match self.token_call(endpoint, version, form(&first)).await {
+            Err(Error::Rejected { status: 400, error }) if is_grant_type_refusal(&error) => {
+                tracing::debug!(%version, %error, spelling = %second, "VBR refused the grant type's spelling; trying the other");
+                self.token_call(endpoint, version, form(&second)).await
+            }
+            other => other,
+        }
     }
 
     async fn token_call(&self, endpoint: Endpoint, version: ApiVersion, form: String) -> Result<TokenGrant> {
@@ -411,4 +440,16 @@ mod tests {
         let printed = format!("{c:?} {:?}", c.config());
         assert!(!printed.contains("hunter2"), "{printed}");
     }
+}
+
+/// `password` → `Password`, `refresh_token` → `Refresh_token`, as the 1.3 schemas spell them.
+fn capitalised(grant: &str) -> String {
+    let mut chars = grant.chars();
+    chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+}
+
+/// A 400 about the grant type itself (not about credentials or the API revision).
+fn is_grant_type_refusal(error: &ApiError) -> bool {
+    let message = error.message.to_ascii_lowercase();
+    message.contains("grant_type") || message.contains("granttype") || message.contains("grant type")
 }

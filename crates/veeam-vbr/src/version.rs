@@ -69,6 +69,12 @@ impl ApiVersion {
     /// 1.3 made `mountMode` required in `WindowsFlrMountSpec` and `LinuxFlrMountSpec` and moved
     /// the Linux helper settings (`helperHost`, `originalHost`, …) under `mountServer`;
     /// 1.2-rev1 has neither `mountMode` nor `mountServer`.
+    /// Whether the revision's `ELoginGrantType` schema capitalises its values (from 1.3-rev1 on;
+    /// 1.3-rev0 has no published spec and is read like 1.3-rev1).
+    pub fn capitalises_grant_types(self) -> bool {
+        self >= ApiVersion::V1_3Rev0
+    }
+
     pub fn has_mount_mode(self) -> bool {
         self >= ApiVersion::V1_3Rev0
     }
@@ -103,7 +109,10 @@ pub fn is_version_refusal(status: u16, error: &ApiError) -> bool {
         return true;
     }
     let about_credentials = ["invalid_grant", "AccessDenied", "InvalidToken", "ExpiredToken"];
-    !about_credentials.iter().any(|c| error.code_is(c)) && error.message.to_ascii_lowercase().contains("version")
+    let message = error.message.to_ascii_lowercase();
+    // A complaint about the grant type may name the revision too ("… for API version 1.3-rev1"):
+    // it is about the request, and retrying with an older revision would hide that.
+    !about_credentials.iter().any(|c| error.code_is(c)) && message.contains("version") && !message.contains("grant")
 }
 
 #[cfg(test)]
@@ -140,5 +149,10 @@ mod tests {
         assert!(!is_version_refusal(400, &ApiError::bare("One or more request parameters are not valid.")));
         let grant = ApiError { error_code: Some("invalid_grant".into()), ..ApiError::default() };
         assert!(!is_version_refusal(400, &grant));
+        // Found when the client first met the simulator: a strict server's complaint about the
+        // grant type's spelling names the revision, and was taken for a version refusal.
+        let spelling =
+            ApiError::bare("grant_type \"password\" is not a supported ELoginGrantType value for API version 1.3-rev1");
+        assert!(!is_version_refusal(400, &spelling));
     }
 }
