@@ -408,6 +408,18 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// `password` → `Password`, `refresh_token` → `Refresh_token`, as the 1.3 schemas spell them.
+fn capitalised(grant: &str) -> String {
+    let mut chars = grant.chars();
+    chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+}
+
+/// A 400 about the grant type itself (not about credentials or the API revision).
+fn is_grant_type_refusal(error: &ApiError) -> bool {
+    let message = error.message.to_ascii_lowercase();
+    message.contains("grant_type") || message.contains("granttype") || message.contains("grant type")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,16 +452,4 @@ mod tests {
         let printed = format!("{c:?} {:?}", c.config());
         assert!(!printed.contains("hunter2"), "{printed}");
     }
-}
-
-/// `password` → `Password`, `refresh_token` → `Refresh_token`, as the 1.3 schemas spell them.
-fn capitalised(grant: &str) -> String {
-    let mut chars = grant.chars();
-    chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
-}
-
-/// A 400 about the grant type itself (not about credentials or the API revision).
-fn is_grant_type_refusal(error: &ApiError) -> bool {
-    let message = error.message.to_ascii_lowercase();
-    message.contains("grant_type") || message.contains("granttype") || message.contains("grant type")
 }
