@@ -47,6 +47,7 @@ mod admin;
 mod api;
 mod hold;
 mod inventory;
+mod plumbing;
 mod quirks;
 mod render;
 mod vocab;
