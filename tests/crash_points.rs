@@ -109,10 +109,22 @@ async fn cell(probe_yaml: &str, n: usize, signal: &'static str) -> Result<(Strin
     let cell = Cell::new(probe_yaml).await;
     cell.sim.hold(HoldSpec { request: n as u64, when: HoldPoint::After });
     let mut exporter = cell.exporter().await;
-    let held = eventually(Duration::from_secs(60), "the request to be held", || async {
-        cell.sim.hold_view().held.map(|h| h.endpoint.map(|e| format!("{e:?}")).unwrap_or_else(|| h.path))
+    // The number of task polls varies with timing: a run may end before it makes request n.
+    let held = eventually(Duration::from_secs(60), "the request to be held, or the run to end", || async {
+        if let Some(h) = cell.sim.hold_view().held {
+            return Some(Some(h.endpoint.map(|e| format!("{e:?}")).unwrap_or(h.path)));
+        }
+        let runs = value(&exporter.metrics().await, "veeam_restore_probe_runs_total", &[("probe", "p")]);
+        runs.is_some_and(|n| n >= 1.0).then_some(None)
     })
     .await;
+    let Some(held) = held else {
+        cell.sim.release_hold();
+        exporter.signal("TERM");
+        exporter.wait_exit(Duration::from_secs(60)).await;
+        cell.sim.shutdown().await;
+        return Ok(("(not reached)".into(), format!("this run made fewer than {n} requests")));
+    };
     exporter.signal(signal);
     if signal == "KILL" {
         exporter.wait_exit(Duration::from_secs(10)).await;
