@@ -15,7 +15,7 @@ use serde_norway::Value;
 use crate::duration::Prom;
 use crate::em::Format;
 use crate::fields::Fields;
-use crate::probe::{Kind, Spec, StepTimeouts};
+use crate::probe::{Api, Kind, Spec, StepTimeouts};
 use crate::secret::Secret;
 
 /// The whole configuration, validated.
@@ -24,12 +24,15 @@ pub struct Config {
     pub targets: Vec<Target>,
 }
 
-/// One Enterprise Manager.
+/// One Enterprise Manager, or one Backup & Replication server (`api: vbr`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Target {
     /// The `target` label value.
     pub name: String,
-    /// API root, e.g. `https://em.example.com:9398/api/`.
+    /// Which API it speaks (`api:`, default `em`).
+    pub api: Api,
+    /// EM: the API root, e.g. `https://em.example.com:9398/api/`. VBR: the server, e.g.
+    /// `https://vbr.example.com:9419`.
     pub url: reqwest::Url,
     pub username: String,
     pub password: PasswordSource,
@@ -45,8 +48,11 @@ pub struct Target {
     /// Task polling starts at `poll_initial` and backs off to `poll_max`.
     pub poll_initial: Duration,
     pub poll_max: Duration,
-    /// `restore_watch:`: count every restore session on EM (opt-in).
+    /// `restore_watch:`: count every restore session on EM (opt-in; EM only).
     pub restore_watch: Option<RestoreWatch>,
+    /// VBR only: every FLR mount asks VBR to unmount it after this much inactivity, a last
+    /// safety net should the exporter and its records both be lost.
+    pub auto_unmount: Duration,
     pub probes: Vec<Spec>,
 }
 
@@ -102,6 +108,8 @@ const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
 const DEFAULT_POLL_INITIAL: Duration = Duration::from_millis(500);
 const DEFAULT_POLL_MAX: Duration = Duration::from_secs(10);
 const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// VBR's `autoUnmount` default is 30 minutes; an hour stays well above every default step.
+const DEFAULT_AUTO_UNMOUNT: Duration = Duration::from_secs(60 * 60);
 
 /// All problems found in a configuration, each with where it is.
 #[derive(Debug, PartialEq)]
@@ -302,6 +310,7 @@ fn decode_target(value: Value, at: &str, base_dir: &Path, errors: &mut Vec<Strin
     if let Some(n) = &name {
         check_label(&mut f, "name", n);
     }
+    let api: Api = f.or("api", Api::Em);
     let url = decode_url(&mut f);
     if url.as_ref().is_some_and(|u| u.scheme() == "http") {
         tracing::warn!(
@@ -315,7 +324,11 @@ fn decode_target(value: Value, at: &str, base_dir: &Path, errors: &mut Vec<Strin
     }
     let password = decode_password(&mut f, base_dir);
     let (ca_file, insecure_skip_verify) = decode_tls(&mut f, base_dir);
-    let format = f.or("format", Format::Xml);
+    let format = match api {
+        Api::Em => f.or("format", Format::Xml),
+        // VBR speaks JSON only; `format` is left for `finish` to report as not a setting.
+        Api::Vbr => Format::Json,
+    };
     let max_concurrent_probes = f.or("max_concurrent_probes", 1usize);
     if max_concurrent_probes == 0 {
         f.error("max_concurrent_probes", "must be at least 1");
@@ -330,7 +343,14 @@ fn decode_target(value: Value, at: &str, base_dir: &Path, errors: &mut Vec<Strin
     if poll_initial > poll_max {
         f.error("poll_initial", "must not exceed poll_max");
     }
-    let restore_watch = RestoreWatch::decode(&mut f);
+    let restore_watch = match api {
+        Api::Em => RestoreWatch::decode(&mut f),
+        Api::Vbr => None,
+    };
+    let auto_unmount = match api {
+        Api::Em => DEFAULT_AUTO_UNMOUNT,
+        Api::Vbr => decode_auto_unmount(&mut f),
+    };
     let target_labels = decode_labels(&mut f);
     let raw_probes: Vec<Value> = f.or("probes", Vec::new());
     if raw_probes.is_empty() {
@@ -340,18 +360,24 @@ fn decode_target(value: Value, at: &str, base_dir: &Path, errors: &mut Vec<Strin
     let mut probe_names = HashSet::new();
     for (j, value) in raw_probes.into_iter().enumerate() {
         let at = format!("{}.probes[{j}]{}", f.at(), name_hint(&value));
-        if let Some(p) = decode_probe(value, &at, &target_labels, f.errors()) {
+        if let Some(p) = decode_probe(value, &at, api, &target_labels, f.errors()) {
+            check_auto_unmount(&mut f, api, auto_unmount, &p);
             if !probe_names.insert(p.name.clone()) {
                 f.errors().push(format!("{at}.name: duplicate probe name {:?}", p.name));
             }
             probes.push(p);
         }
     }
-    if !f.finish(None) {
+    let owner = match api {
+        Api::Em => "an em target",
+        Api::Vbr => "a vbr target",
+    };
+    if !f.finish(Some(owner)) {
         return None;
     }
     Some(Target {
         name: name?,
+        api,
         url: url?,
         username: username?,
         password: password?,
@@ -364,13 +390,44 @@ fn decode_target(value: Value, at: &str, base_dir: &Path, errors: &mut Vec<Strin
         poll_initial,
         poll_max,
         restore_watch,
+        auto_unmount,
         probes,
     })
+}
+
+/// `auto_unmount` (VBR): whole minutes, as VBR takes it.
+fn decode_auto_unmount(f: &mut Fields) -> Duration {
+    let d = positive_duration(f, "auto_unmount", DEFAULT_AUTO_UNMOUNT);
+    if !d.as_secs().is_multiple_of(60) || d < Duration::from_secs(60) {
+        f.error("auto_unmount", "must be whole minutes (VBR counts inactivity in minutes)");
+    }
+    d
+}
+
+/// VBR's auto-unmount must never end a mount a probe is still working on: it has to outlast
+/// every step of every probe, with room to spare.
+fn check_auto_unmount(f: &mut Fields, api: Api, auto_unmount: Duration, p: &Spec) {
+    if api != Api::Vbr {
+        return;
+    }
+    let longest = p.kind.phases_on(api).iter().map(|phase| p.steps.get(*phase)).max().unwrap_or_default();
+    if auto_unmount < longest + Duration::from_secs(5 * 60) {
+        f.error(
+            "auto_unmount",
+            format!(
+                "{} must exceed the longest step timeout of probe {:?} ({}) by 5m at least",
+                crate::duration::format(auto_unmount),
+                p.name,
+                crate::duration::format(longest)
+            ),
+        );
+    }
 }
 
 fn decode_probe(
     value: Value,
     at: &str,
+    api: Api,
     target_labels: &BTreeMap<String, String>,
     errors: &mut Vec<String>,
 ) -> Option<Spec> {
@@ -393,7 +450,7 @@ fn decode_probe(
     let kind = Kind::decode(&mut f);
     let owner = kind.as_ref().map(Kind::owner);
     let steps = match &kind {
-        Some(k) => StepTimeouts::decode(&mut f, k.phases(), owner.as_deref().unwrap_or("this probe")),
+        Some(k) => StepTimeouts::decode(&mut f, k.phases_on(api), owner.as_deref().unwrap_or("this probe")),
         None => {
             f.raw("step_timeouts");
             StepTimeouts::default()
@@ -401,10 +458,13 @@ fn decode_probe(
     };
     // Without a known kind, its keys cannot be judged: only the kind's error is reported.
     let kind = kind?;
+    if api == Api::Vbr && kind.point() != crate::em::PointKind::Backup {
+        f.error("point", "VBR's file-level restore mounts backups; replica points are EM only");
+    }
     if !f.finish(owner.as_deref()) {
         return None;
     }
-    Some(Spec { name: name?, vm: vm?, interval: interval?, timeout, steps, kind, labels })
+    Some(Spec { name: name?, vm: vm?, interval: interval?, timeout, steps, kind, api, labels })
 }
 
 #[cfg(test)]

@@ -75,7 +75,11 @@ fn key(target: &str, probe: &str) -> String {
 
 /// What the probe does; timing (interval, timeouts) is left out on purpose.
 fn definition(probe: &Spec) -> String {
-    let text = format!("{:?} {:?}", probe.kind, probe.vm);
+    let mut text = format!("{:?} {:?}", probe.kind, probe.vm);
+    // A probe moved to another API is a new probe; EM probes keep the hash they always had.
+    if probe.api == crate::probe::Api::Vbr {
+        text.push_str(" vbr");
+    }
     hex::encode(&sha2::Sha256::digest(text.as_bytes())[..12])
 }
 
@@ -204,6 +208,7 @@ mod tests {
         Spec {
             name: "p".into(),
             kind,
+            api: Default::default(),
             vm: vm.into(),
             interval: Duration::from_secs(interval),
             timeout: Duration::from_secs(60),

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::history::History;
 use crate::ledger::Ledger;
 use crate::metrics::{Metrics, ProbeObserver, RUN_CANCELLED, RUN_FAILURE, RUN_SUCCESS, unix_seconds};
-use crate::probe::{Polling, Run, RunReport, Spec};
+use crate::probe::{Api, Polling, Run, RunReport, Spec, VbrRun};
 use crate::schedule::Schedule;
 use crate::target::{TargetRuntime, TargetState};
 use crate::watch;
@@ -149,7 +149,7 @@ impl Generation {
 /// ([`cleanup::FollowUp`]): records are reached with their own sessions, so cleanup goes on
 /// while a logon is refused or backing off.
 async fn keeper(target: Arc<TargetRuntime>, stop: CancellationToken) {
-    let _ = target.session().await;
+    target.keep_alive().await;
     let interval = target.config.keepalive_interval;
     let mut follow_up = cleanup::FollowUp::default();
     let mut next_keep_alive = Instant::now() + interval;
@@ -302,22 +302,15 @@ impl Shared {
 /// 401 after a mount exists keeps the orphan handling.
 async fn run_once(target: &TargetRuntime, probe: &Spec, shared: &Shared) -> RunReport {
     cleanup::pass(target).await;
+    if target.config.api == Api::Vbr {
+        return run_once_vbr(target, probe, shared).await;
+    }
     let started = std::time::Instant::now();
     let mut retried = false;
     loop {
         let session = match target.session().await {
             Ok(session) => session,
-            Err(e) => {
-                return RunReport {
-                    finished_at: SystemTime::now(),
-                    duration: started.elapsed(),
-                    phases: Vec::new(),
-                    outcome: Err((e.reason(), format!("logon: {e}"))),
-                    cleanup_error: None,
-                    session_lost_before_changes: false,
-                    manual: false,
-                };
-            }
+            Err(e) => return logon_failed(started, e.reason(), &e),
         };
         let observer = ProbeObserver {
             metrics: shared.metrics.clone(),
@@ -346,6 +339,50 @@ async fn run_once(target: &TargetRuntime, probe: &Spec, shared: &Shared) -> RunR
             tracing::info!(target_name = %target.config.name, probe = %probe.name, "EM no longer knows the logon session; logging on again before the run changes anything");
         }
         retried = true;
+    }
+}
+
+/// One run against VBR. The session renews its token and logs on again by itself, so there is
+/// no start-over here.
+async fn run_once_vbr(target: &TargetRuntime, probe: &Spec, shared: &Shared) -> RunReport {
+    let started = std::time::Instant::now();
+    let session = match target.vbr_session().await {
+        Ok(session) => session,
+        Err(e) => return logon_failed(started, e.reason(), &e),
+    };
+    let observer = ProbeObserver {
+        metrics: shared.metrics.clone(),
+        target: target.config.name.clone(),
+        probe: probe.name.clone(),
+        kind: probe.kind.label(),
+    };
+    let polling = Polling { initial: target.config.poll_initial, max: target.config.poll_max };
+    let minutes = u32::try_from(target.config.auto_unmount.as_secs() / 60).unwrap_or(u32::MAX);
+    VbrRun::new(
+        &session,
+        &target.config.name,
+        probe,
+        polling,
+        &shared.ledger,
+        target.in_flight(),
+        &shared.shutdown,
+        &observer,
+        minutes,
+    )
+    .execute()
+    .await
+}
+
+/// The report of a run that could not log on.
+fn logon_failed(started: std::time::Instant, reason: &'static str, e: &dyn std::fmt::Display) -> RunReport {
+    RunReport {
+        finished_at: SystemTime::now(),
+        duration: started.elapsed(),
+        phases: Vec::new(),
+        outcome: Err((reason, format!("logon: {e}"))),
+        cleanup_error: None,
+        session_lost_before_changes: false,
+        manual: false,
     }
 }
 

@@ -15,6 +15,7 @@
 //! - `sim_api`: the simulator as a product: collections, paging links, 401 before 404, its
 //!   independence from the client.
 //! - `vbr_client`: the VBR client against the simulated VBR server: two readings of the specs meet.
+//! - `vbr_exporter`: the exporter binary against the simulated VBR server, every probe kind.
 //! - `watch`: the passive restore watch: other users' restores counted once, across restarts.
 //! - `monitoring`: dashboards and alert rules: structure, PromQL, only real metrics.
 //! - `support`: shared helpers (simulator start-up, the exporter process, bounded polling).
@@ -32,4 +33,5 @@ mod sessions;
 mod sim_api;
 mod support;
 mod vbr_client;
+mod vbr_exporter;
 mod watch;

@@ -18,12 +18,15 @@
 
 mod em_mount;
 mod em_session;
+mod vbr_flr;
 
 use std::time::Duration;
 
 pub use em_mount::MountRecord;
 pub use em_session::SessionRecord;
+pub use vbr_flr::FlrRecord;
 
+use crate::probe::Api;
 use crate::target::TargetRuntime;
 
 /// What one pass did with one record.
@@ -52,6 +55,71 @@ pub struct Open {
 /// running probe owns, and logs off recorded sessions once nothing needs them.
 pub async fn pass(target: &TargetRuntime) -> Open {
     let _one_at_a_time = target.state.cleanup_lock.lock().await;
+    let open = match target.config.api {
+        Api::Em => em_pass(target).await,
+        Api::Vbr => vbr_pass(target).await,
+    };
+    target.report_orphans(open.pending, open.unresolved);
+    open
+}
+
+/// Follows up every FLR mount record of a VBR target with the current (or a new) logon: VBR
+/// scopes no mount to a logon, so any session reaches any mount.
+async fn vbr_pass(target: &TargetRuntime) -> Open {
+    let records = target.ledger.all::<FlrRecord>(target.name());
+    let mut open = Open::default();
+    let pending = records.iter().filter(|r| !target.in_flight().has_record(&r.id)).count() as u32;
+    if pending == 0 {
+        return open;
+    }
+    let session = match target.vbr_session().await {
+        Ok(session) => session,
+        Err(e) => {
+            tracing::warn!(target_name = target.name(), err = %e, records = pending, "cannot log on to follow up FLR mounts; will retry");
+            return Open { pending, ..open };
+        }
+    };
+    let claimed: std::collections::HashSet<String> = records.iter().filter_map(|r| r.session_id.clone()).collect();
+    for record in records.iter().filter(|r| !target.in_flight().has_record(&r.id)) {
+        let (outcome, deleted) = vbr_flr::clean(target, record, &session, &claimed).await;
+        settle_outcome(target, record, &record.id, &record.probe, outcome, deleted, &mut open);
+    }
+    open
+}
+
+/// Removes a resolved record, or counts and logs an open one.
+fn settle_outcome<R: crate::ledger::Record>(
+    target: &TargetRuntime,
+    record: &R,
+    id: &str,
+    probe: &str,
+    outcome: Outcome,
+    deleted: u32,
+    open: &mut Open,
+) {
+    match outcome {
+        Outcome::Resolved => {
+            if let Err(e) = target.ledger.remove(record) {
+                tracing::error!(target_name = target.name(), err = %e, "cannot remove a resolved record");
+            }
+        }
+        Outcome::Pending { why, waiting } => {
+            open.pending += 1;
+            open.waiting += u32::from(waiting);
+            if deleted > 0 {
+                tracing::info!(target_name = target.name(), record = %id, probe = %probe, state = %why, "deleted what an earlier run left; confirming");
+            } else if waiting {
+                tracing::info!(target_name = target.name(), record = %id, probe = %probe, state = %why, "following up an earlier run's mount request");
+            } else {
+                tracing::warn!(target_name = target.name(), record = %id, probe = %probe, err = %why, "orphaned mount not cleaned yet; will retry");
+            }
+        }
+        Outcome::Unresolved => open.unresolved += 1,
+    }
+}
+
+/// The EM pass: mounts belong to logon sessions, reached with the recorded tokens.
+async fn em_pass(target: &TargetRuntime) -> Open {
     let current = target.current_session().await;
     let mut open = Open::default();
     for record in target.ledger.all::<MountRecord>(target.name()) {
@@ -59,31 +127,12 @@ pub async fn pass(target: &TargetRuntime) -> Open {
             continue;
         }
         let (outcome, deleted) = em_mount::clean(target, &record, current.as_ref()).await;
-        match outcome {
-            Outcome::Resolved => {
-                if let Err(e) = target.ledger.remove(&record) {
-                    tracing::error!(target_name = target.name(), err = %e, "cannot remove a resolved mount record");
-                }
-            }
-            Outcome::Pending { why, waiting } => {
-                open.pending += 1;
-                open.waiting += u32::from(waiting);
-                if deleted > 0 {
-                    tracing::info!(target_name = target.name(), record = %record.id, probe = %record.probe, state = %why, "deleted what an earlier run left; confirming");
-                } else if waiting {
-                    tracing::info!(target_name = target.name(), record = %record.id, probe = %record.probe, state = %why, "following up an earlier run's mount request");
-                } else {
-                    tracing::warn!(target_name = target.name(), record = %record.id, probe = %record.probe, err = %why, "orphaned mount not cleaned yet; will retry");
-                }
-            }
-            Outcome::Unresolved => open.unresolved += 1,
-        }
+        settle_outcome(target, &record, &record.id, &record.probe, outcome, deleted, &mut open);
     }
     if let Some(session) = &current {
         em_mount::sweep(target, session).await;
     }
     em_session::log_off_stale(target, current.as_ref()).await;
-    target.report_orphans(open.pending, open.unresolved);
     open
 }
 

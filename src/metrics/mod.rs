@@ -30,6 +30,9 @@ pub const RUN_BUCKETS: &[f64] = &[30.0, 300.0, 1800.0];
 const API_BUCKETS: &[f64] = &[0.25, 1.0, 5.0];
 
 pub const ORPHAN_STATES: &[&str] = &["retrying", "unresolved"];
+/// VBR's malware statuses of a restore point (`ESuspiciousActivitySeverity`), lower-cased, and
+/// `unknown` when VBR says nothing (before 12.3.1, or the point was never scanned).
+pub const MALWARE_STATES: &[&str] = &["clean", "informative", "suspicious", "infected", "unknown"];
 
 /// Whether a kind of probe follows restore sessions (so those series exist for it).
 fn follows_restore_sessions(kind: &Kind) -> bool {
@@ -89,6 +92,7 @@ metrics! {
     restore_sessions: IntCounterVec = ("veeam_restore_probe_restore_sessions_total", "Catalog restore sessions followed to the end, by EM's result.", &["target", "probe", "result"]),
     content_age: GaugeVec = ("veeam_restore_probe_content_age_seconds", cached("Age of the timestamp in the restored canary file (content_timestamp) when the probe read it."), TP),
     content_max_age: GaugeVec = ("veeam_restore_probe_content_max_age_seconds", "Configured content_timestamp.max_age of the probe.", TP),
+    point_malware: IntGaugeVec = ("veeam_restore_point_malware_status", cached("VBR's malware status of the newest restore point the probe found: 1 for the current status (clean, informative, suspicious, infected, or unknown when VBR reports none), 0 for the others. VBR targets only."), &["target", "probe", "status"]),
     point_creation: GaugeVec = ("veeam_restore_point_creation_timestamp_seconds", cached("Unix time the newest restore point the probe found was created."), TP),
     orphaned_mounts: IntGaugeVec = ("veeam_restore_orphaned_mounts", "Mounts left behind by earlier runs: retrying = cleanup will be retried, unresolved = the owning logon session expired and an operator must remove it.", &["target", "state"]),
     orphans_cleaned: IntCounterVec = ("veeam_restore_orphaned_mounts_cleaned_total", "Mounts left behind by earlier runs that were found and deleted.", T),
@@ -404,12 +408,36 @@ impl RunObserver for ProbeObserver {
     fn content_age(&self, age: Duration) {
         self.metrics.write().content_age.with_label_values(&[&self.target, &self.probe]).set(age.as_secs_f64());
     }
+
+    /// A state set: 1 for the newest point's status, 0 for the others.
+    fn malware_status(&self, status: Option<&str>) {
+        let status = status.map(str::to_ascii_lowercase);
+        let current = match status.as_deref() {
+            Some(s) if MALWARE_STATES.contains(&s) => s,
+            _ => "unknown",
+        };
+        let m = self.metrics.write();
+        for state in MALWARE_STATES {
+            m.point_malware
+                .with_label_values(&[self.target.as_str(), self.probe.as_str(), state])
+                .set(i64::from(*state == current));
+        }
+    }
 }
 
 /// Counts the EM client's requests for one target.
 pub struct ApiObserver {
     pub metrics: Arc<Metrics>,
     pub target: String,
+}
+
+impl veeam_vbr::RequestObserver for ApiObserver {
+    fn observe(&self, endpoint: veeam_vbr::Endpoint, status: Option<u16>, elapsed: Duration) {
+        let code = status.map(|s| s.to_string()).unwrap_or_else(|| "error".to_owned());
+        let m = self.metrics.write();
+        m.api_requests.with_label_values(&[self.target.as_str(), endpoint.as_str(), code.as_str()]).inc();
+        m.api_duration.with_label_values(&[self.target.as_str(), endpoint.family()]).observe(elapsed.as_secs_f64());
+    }
 }
 
 impl RequestObserver for ApiObserver {

@@ -17,8 +17,13 @@ pub struct CatalogProbe {
 
 impl ProbeKind for CatalogProbe {
     const KIND: &'static str = "file_restore";
-    const MODE: Option<&'static str> = Some("catalog");
+    /// The one name for both APIs: EM calls it a catalog restore, VBR an FLR restore; both put
+    /// the file back where it was. `mode: catalog` is accepted too (see [`Kind::decode`]).
+    const MODE: Option<&'static str> = Some("original_location");
+    /// EM: the catalog browse task, the restore task, then the restore session.
     const PHASES: &'static [Phase] = &[Phase::Lookup, Phase::Browse, Phase::Restore, Phase::RestoreSession];
+    /// VBR: an FLR mount, the restore task (followed live), the unmount.
+    const VBR_PHASES: &'static [Phase] = &[Phase::Lookup, Phase::Mount, Phase::Restore, Phase::Unmount];
     /// A catalog restore puts the file back at its original location, in the production VM.
     const WRITES_INTO_VM: bool = true;
 

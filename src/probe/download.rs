@@ -76,6 +76,8 @@ impl ProbeKind for DownloadProbe {
     const KIND: &'static str = "file_restore";
     const MODE: Option<&'static str> = Some("download");
     const PHASES: &'static [Phase] = &[Phase::Lookup, Phase::Mount, Phase::Restore, Phase::Download, Phase::Unmount];
+    /// VBR prepares the download as a task (`restore`), then sends the ZIP (`download`).
+    const VBR_PHASES: &'static [Phase] = Self::PHASES;
 
     fn content_max_age(&self) -> Option<Duration> {
         self.content_timestamp.as_ref().map(|ct| ct.max_age)
@@ -147,22 +149,27 @@ impl DownloadProbe {
             }
             other => other?,
         };
+        self.verify(&bytes, run.observer)
+    }
+
+    /// Checks a restored file's size, SHA-256 and content timestamp, as configured.
+    pub(super) fn verify(&self, bytes: &[u8], observer: &dyn super::RunObserver) -> Result<(), ProbeError> {
         if let Some(size) = self.expected_size
             && bytes.len() as u64 != size
         {
             return Err(ProbeError::Verify(format!("size is {} bytes, expected {size}", bytes.len())));
         }
         if let Some(expected) = &self.expected_sha256 {
-            let actual = hex::encode(Sha256::digest(&bytes));
+            let actual = hex::encode(Sha256::digest(bytes));
             if &actual != expected {
                 return Err(ProbeError::Verify(format!("SHA-256 is {actual}, expected {expected}")));
             }
         }
         if let Some(ct) = &self.content_timestamp {
-            let written = ct.written_at(&bytes).map_err(ProbeError::Verify)?;
+            let written = ct.written_at(bytes).map_err(ProbeError::Verify)?;
             // A clock a little ahead in the VM reads as "just written".
             let age = SystemTime::now().duration_since(written).unwrap_or_default();
-            run.observer.content_age(age);
+            observer.content_age(age);
             if age > ct.max_age {
                 return Err(ProbeError::StaleContent { age, max_age: ct.max_age });
             }

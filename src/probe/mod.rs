@@ -19,6 +19,7 @@ mod download;
 mod mount;
 mod phase;
 mod run;
+mod vbr;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -28,9 +29,24 @@ use sha2::Digest;
 
 pub use phase::{Phase, StepTimeouts};
 pub use run::{Polling, Run};
+pub use vbr::VbrRun;
 
 use crate::em::{self, PointKind};
 use crate::fields::Fields;
+
+/// Which Veeam REST API a target speaks: Enterprise Manager's, or Backup & Replication's own.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize, strum::VariantArray, strum::IntoStaticStr,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum Api {
+    #[default]
+    Em,
+    Vbr,
+}
+
+vocabulary!(Api);
 
 /// One configured probe: what it does and how often.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,6 +59,8 @@ pub struct Spec {
     pub timeout: Duration,
     pub steps: StepTimeouts,
     pub kind: Kind,
+    /// The API of its target: it decides the phases a run goes through.
+    pub api: Api,
     /// Labels the user attached (the target's, overridden by the probe's), exported only on
     /// `veeam_restore_probe_info`.
     pub labels: std::collections::BTreeMap<String, String>,
@@ -54,8 +72,10 @@ pub trait ProbeKind: Sized {
     const KIND: &'static str;
     /// The `mode:` that selects this kind, for kinds that share a `kind:` value.
     const MODE: Option<&'static str>;
-    /// The phases of a run, in order.
+    /// The phases of a run against EM, in order.
     const PHASES: &'static [Phase];
+    /// The phases of a run against VBR, in order (every kind mounts there: FLR works on a mount).
+    const VBR_PHASES: &'static [Phase];
     /// True for kinds that write into the production VM (the landing page asks first).
     const WRITES_INTO_VM: bool = false;
     /// Takes this kind's own keys; whatever is left is reported as not a setting of the kind.
@@ -102,9 +122,17 @@ macro_rules! kinds {
                 match self { $(Kind::$variant(_) => <$settings>::MODE),+ }
             }
 
-            /// The phases of a run, in order.
+            /// The phases of a run against EM, in order.
             pub fn phases(&self) -> &'static [Phase] {
                 match self { $(Kind::$variant(_) => <$settings>::PHASES),+ }
+            }
+
+            /// The phases of a run against `api`, in order.
+            pub fn phases_on(&self, api: Api) -> &'static [Phase] {
+                match (self, api) {
+                    $((Kind::$variant(_), Api::Em) => <$settings>::PHASES,)+
+                    $((Kind::$variant(_), Api::Vbr) => <$settings>::VBR_PHASES,)+
+                }
             }
 
             /// See [`ProbeKind::WRITES_INTO_VM`].
@@ -140,6 +168,8 @@ impl Kind {
     pub fn decode(f: &mut Fields) -> Option<Kind> {
         let kind: String = f.required("kind")?;
         let mode: Option<String> = f.optional("mode");
+        // EM's name for the original-location restore, from before the VBR backend.
+        let mode = mode.map(|m| if m == "catalog" { "original_location".to_owned() } else { m });
         if let Some(decoded) = Kind::decode_as(&kind, mode.as_deref(), f) {
             return decoded;
         }
@@ -178,6 +208,8 @@ pub trait RunObserver: Send + Sync {
     fn restore_session(&self, result: RestoreResult);
     /// How old the timestamp in a restored canary file was.
     fn content_age(&self, age: Duration);
+    /// The malware status VBR reports for the newest restore point (`None`: not reported).
+    fn malware_status(&self, status: Option<&str>);
 }
 
 /// Gives a fixed vocabulary of label values its `ALL` (declaration order) and `as_str`, both
@@ -204,6 +236,10 @@ pub enum Operation {
     #[strum(serialize = "BrowseVM")]
     BrowseVm,
     RestoreFile,
+    /// VBR: preparing a file of an FLR mount for download (`ETaskType`).
+    FlrDownload,
+    /// VBR: restoring a file of an FLR mount to its original location.
+    FlrRestore,
 }
 
 /// How waiting for a task ended.
@@ -233,12 +269,17 @@ pub enum ProbeError {
     #[error("{phase}: {source}")]
     #[strum(disabled)]
     Em { phase: Phase, source: em::Error },
+    #[error("{phase}: {source}")]
+    #[strum(disabled)]
+    Vbr { phase: Phase, source: veeam_vbr::Error },
     #[error("{phase}: no answer within the step timeout of {after:?}")]
     StepTimeout { phase: Phase, after: Duration },
     #[error("lookup: no {kind} restore point found for VM {vm:?}")]
     NoRestorePoint { kind: &'static str, vm: String },
     #[error("mount: the mount has no file-system roots")]
     EmptyMount,
+    #[error("mount: VBR reports mount errors: {0}")]
+    MountErrors(String),
     #[error("verify: {0}")]
     #[strum(serialize = "verify_failed")]
     Verify(String),
@@ -259,12 +300,14 @@ pub enum ProbeError {
 impl ProbeError {
     /// Every value [`ProbeError::reason`] can return, the client's included.
     pub fn reasons() -> impl Iterator<Item = &'static str> {
-        em::Error::REASONS.iter().chain(<ProbeError as strum::VariantNames>::VARIANTS).copied()
+        let vbr_only = veeam_vbr::Error::REASONS.iter().filter(|r| !em::Error::REASONS.contains(r));
+        em::Error::REASONS.iter().chain(vbr_only).chain(<ProbeError as strum::VariantNames>::VARIANTS).copied()
     }
 
     pub fn reason(&self) -> &'static str {
         match self {
             ProbeError::Em { source, .. } => source.reason(),
+            ProbeError::Vbr { source, .. } => source.reason(),
             own => own.into(),
         }
     }
@@ -398,6 +441,7 @@ mod tests {
             ProbeError::StepTimeout { phase: Phase::Mount, after: Duration::ZERO },
             ProbeError::NoRestorePoint { kind: "backup", vm: String::new() },
             ProbeError::EmptyMount,
+            ProbeError::MountErrors(String::new()),
             ProbeError::Verify(String::new()),
             ProbeError::StaleContent { age: Duration::ZERO, max_age: Duration::ZERO },
             ProbeError::RestoreFailed(String::new()),
@@ -409,7 +453,8 @@ mod tests {
         for e in &samples {
             assert!(listed.contains(&e.reason()), "{}", e.reason());
         }
-        assert_eq!(listed.len(), em::Error::REASONS.len() + samples.len());
+        let vbr_only = veeam_vbr::Error::REASONS.iter().filter(|r| !em::Error::REASONS.contains(r)).count();
+        assert_eq!(listed.len(), em::Error::REASONS.len() + vbr_only + samples.len());
     }
 
     #[test]
@@ -417,7 +462,7 @@ mod tests {
         let ops: HashSet<_> = Operation::ALL.iter().map(|o| o.as_str()).collect();
         let outcomes: HashSet<_> = TaskOutcome::ALL.iter().map(|o| o.as_str()).collect();
         let results: HashSet<_> = RestoreResult::ALL.iter().map(|o| o.as_str()).collect();
-        assert_eq!((ops.len(), outcomes.len(), results.len()), (4, 3, 4));
+        assert_eq!((ops.len(), outcomes.len(), results.len()), (6, 3, 4));
         assert_eq!(Operation::BrowseVm.as_str(), "BrowseVM", "EM's own spelling");
         assert_eq!(RestoreResult::Warning.as_str(), "warning");
     }
@@ -444,6 +489,6 @@ mod tests {
         let (_, errors) = decode("kind: tape\n");
         assert!(errors[0].starts_with("p.kind: unknown kind \"tape\""), "{errors:?}");
         let (_, errors) = decode("kind: file_restore\nmode: catalog\npath: C:/x\nexpected_size: 3\n");
-        assert_eq!(errors, ["p.expected_size: not a setting of a file_restore probe in mode catalog"]);
+        assert_eq!(errors, ["p.expected_size: not a setting of a file_restore probe in mode original_location"]);
     }
 }

@@ -19,6 +19,7 @@ impl ProbeKind for MountProbe {
     const KIND: &'static str = "mount";
     const MODE: Option<&'static str> = None;
     const PHASES: &'static [Phase] = &[Phase::Lookup, Phase::Mount, Phase::Browse, Phase::Unmount];
+    const VBR_PHASES: &'static [Phase] = Self::PHASES;
 
     fn decode(f: &mut Fields) -> Option<MountProbe> {
         Some(MountProbe {

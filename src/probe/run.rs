@@ -20,7 +20,7 @@ pub struct Polling {
 
 impl Polling {
     /// The pause after `delay`: ×1.5, capped at `max`.
-    fn next(&self, delay: Duration) -> Duration {
+    pub(super) fn next(&self, delay: Duration) -> Duration {
         (delay * 3 / 2).min(self.max)
     }
 }

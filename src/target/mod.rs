@@ -17,11 +17,14 @@ use rand::Rng;
 use sha2::Digest;
 use tokio::sync::{Mutex, Semaphore};
 
+mod vbr;
+
 use crate::cleanup::{self, MountRecord, SessionRecord};
 use crate::config::Target;
 use crate::em::{self, Client, ClientConfig, Session};
 use crate::ledger::Ledger;
 use crate::metrics::{ApiObserver, Metrics};
+use crate::probe::Api;
 use crate::probe::InFlight;
 use crate::secret::Secret;
 
@@ -47,6 +50,8 @@ pub struct TargetState {
     /// One cleanup pass at a time (see [`crate::cleanup`]).
     pub(crate) cleanup_lock: Mutex<()>,
     session: Mutex<Option<CurrentSession>>,
+    /// The logon of a VBR target (`api: vbr`).
+    vbr: Mutex<Option<vbr::CurrentVbr>>,
     backoff: std::sync::Mutex<Backoff>,
     /// What the restore watch has counted (loaded from `--storage.path` on first use); one
     /// read at a time, even while two configuration generations overlap.
@@ -258,6 +263,9 @@ impl TargetRuntime {
     /// Keeps the session alive (EM expires it after 15 idle minutes) and refreshes `veeam_restore_em_up`.
     /// An expired session is replaced here, between runs; runs in progress keep theirs.
     pub async fn keep_alive(&self) {
+        if self.config.api == Api::Vbr {
+            return self.vbr_keep_alive().await;
+        }
         let current = self.state.session.lock().await.as_ref().map(|c| c.session.clone());
         let Some(session) = current else {
             let _ = self.session().await;
@@ -283,6 +291,9 @@ impl TargetRuntime {
     /// if a mount is still there, its session stays open and its records stay for the next
     /// start, which can still reach the mount with the recorded token.
     pub async fn logoff(&self) {
+        if self.config.api == Api::Vbr {
+            return self.vbr_logoff().await;
+        }
         cleanup::settle(self).await;
         let Some(current) = self.state.session.lock().await.take() else { return };
         self.retire(current.session).await;

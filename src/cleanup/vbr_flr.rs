@@ -1,0 +1,162 @@
+//! A VBR file-level-restore (FLR) mount: what a probe run against VBR leaves on the server
+//! until it unmounts it.
+//!
+//! VBR addresses an FLR mount by its session id, whoever is logged on, so the record needs no
+//! token: it is written before the mount is requested (restore point, time) and gets the session
+//! id once VBR answers. When that answer was lost, the active mounts (`GET
+//! /api/v1/backupBrowser/flr`) are searched for one of the recorded point, started after the
+//! record and not claimed by any other record or run; on 1.3 it must also be initiated by our
+//! own account. Someone else's mount is never unmounted.
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use veeam_vbr::Session;
+
+use super::Outcome;
+use crate::ledger::Record;
+use crate::target::TargetRuntime;
+
+/// How long a record whose mount request lost its answer keeps looking for the mount: VBR
+/// answers the request only once mounted, which can take minutes.
+const LOST_MOUNT_GRACE: Duration = Duration::from_secs(15 * 60);
+
+/// One FLR mount in flight, as stored on disk (`flr/<id>.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FlrRecord {
+    /// File name stem; unique.
+    pub id: String,
+    pub target: String,
+    pub probe: String,
+    pub vm: String,
+    pub restore_point_id: String,
+    /// The FLR session id, once VBR answered the mount request.
+    pub session_id: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub created_at: SystemTime,
+}
+
+impl Record for FlrRecord {
+    const DIR: &'static str = "flr";
+    fn file_stem(&self) -> String {
+        self.id.clone()
+    }
+    fn target(&self) -> &str {
+        &self.target
+    }
+    fn created_at(&self) -> SystemTime {
+        self.created_at
+    }
+}
+
+impl FlrRecord {
+    /// The record of an FLR mount of `restore_point_id` about to be requested.
+    pub fn before_mount(target: &str, probe: &str, vm: &str, restore_point_id: &str) -> FlrRecord {
+        FlrRecord {
+            id: uuid::Uuid::new_v4().to_string(),
+            target: target.to_owned(),
+            probe: probe.to_owned(),
+            vm: vm.to_owned(),
+            restore_point_id: restore_point_id.to_owned(),
+            session_id: None,
+            created_at: SystemTime::now(),
+        }
+    }
+}
+
+/// Follows one record up; returns the outcome and how many mounts it unmounted (each logged
+/// and counted). `claimed`: the FLR session ids other records know.
+pub(super) async fn clean(
+    t: &TargetRuntime,
+    r: &FlrRecord,
+    session: &Session,
+    claimed: &HashSet<String>,
+) -> (Outcome, u32) {
+    let id = match &r.session_id {
+        Some(id) => id.clone(),
+        // A run in progress may hold a mount whose answer it has not recorded yet.
+        None if !t.in_flight().is_idle() => return (pending_for("probe runs in progress on this target"), 0),
+        None => match find_lost(t, r, session, claimed).await {
+            Ok(Some(id)) => id,
+            Ok(None) if r.created_at.elapsed().is_ok_and(|age| age < LOST_MOUNT_GRACE) => {
+                let why = "the answer to its mount request was lost; the mount may still appear";
+                return (Outcome::Pending { why: why.into(), waiting: true }, 0);
+            }
+            Ok(None) => return (Outcome::Resolved, 0),
+            Err(e) => return (pending(e), 0),
+        },
+    };
+    match session.session_info(&id).await {
+        Ok(info) if info.is_stopped() => return (Outcome::Resolved, 0),
+        Err(veeam_vbr::Error::NotFound { .. }) => return (Outcome::Resolved, 0),
+        Ok(_) => {}
+        Err(e) => return (pending(e), 0),
+    }
+    match session.unmount(&id).await {
+        Ok(_) => {
+            tracing::info!(target_name = t.name(), probe = %r.probe, vm = %r.vm, "unmounted an FLR mount left behind by an earlier run");
+            t.count_orphan_cleaned();
+            // Resolved once a later pass sees the session stopped.
+            (Outcome::Pending { why: "unmounted; confirming the FLR session stopped".into(), waiting: true }, 1)
+        }
+        Err(veeam_vbr::Error::NotFound { .. }) => (Outcome::Resolved, 0),
+        Err(e) => (pending(e), 0),
+    }
+}
+
+fn pending(e: veeam_vbr::Error) -> Outcome {
+    pending_for(&e.to_string())
+}
+
+fn pending_for(why: &str) -> Outcome {
+    Outcome::Pending { why: why.to_owned(), waiting: false }
+}
+
+/// The active mount a lost mount request made, if one can be told apart as ours.
+async fn find_lost(
+    t: &TargetRuntime,
+    r: &FlrRecord,
+    session: &Session,
+    claimed: &HashSet<String>,
+) -> veeam_vbr::Result<Option<String>> {
+    let mounts = session.mounts().await?;
+    for m in mounts {
+        let same_point = m.restore_point_id.as_deref().is_none_or(|p| p == r.restore_point_id);
+        let same_machine = m.machine_name.as_deref().is_none_or(|n| n.eq_ignore_ascii_case(&r.vm));
+        if !same_point || !same_machine || claimed.contains(&m.session_id) {
+            continue;
+        }
+        let info = session.session_info(&m.session_id).await?;
+        let started_after = info
+            .creation_time
+            .as_deref()
+            .and_then(veeam_vbr::parse_timestamp)
+            .is_some_and(|c| c + Duration::from_secs(60) >= r.created_at);
+        let ours = info.initiated_by.as_deref().is_none_or(|by| initiated_by(by, &t.config.username));
+        if started_after && ours {
+            return Ok(Some(m.session_id));
+        }
+    }
+    Ok(None)
+}
+
+/// `initiatedBy` (1.3) names an account as `DOMAIN\user` or `user`; the configured username
+/// may carry the domain or not.
+fn initiated_by(by: &str, username: &str) -> bool {
+    let short = |s: &str| s.rsplit(['\\', '/']).next().unwrap_or(s).split('@').next().unwrap_or(s).to_ascii_lowercase();
+    by.eq_ignore_ascii_case(username) || short(by) == short(username)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_initiator_matches_with_or_without_its_domain() {
+        assert!(initiated_by("CORP\\svc-canary", "svc-canary"));
+        assert!(initiated_by("svc-canary", "CORP\\svc-canary"));
+        assert!(initiated_by("svc-canary@corp.example", "svc-canary"));
+        assert!(!initiated_by("CORP\\backup-admin2", "svc-canary"));
+    }
+}
