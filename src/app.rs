@@ -419,13 +419,13 @@ fn no_delay(listener: &std::net::TcpListener) {
 
 /// With `--demo`: the simulated EM in-process, and its configuration as `--config.file`.
 #[cfg(feature = "demo")]
-async fn start_demo(flags: &mut Flags) -> Result<Option<crate::sim::SimServer>, String> {
+async fn start_demo(flags: &mut Flags) -> Result<Option<crate::demo::Demo>, String> {
     if !flags.demo {
         return Ok(None);
     }
-    let (sim, path) = crate::demo::start(&flags.storage_path).await?;
+    let (demo, path) = crate::demo::start(&flags.storage_path).await?;
     flags.config_file = Some(path);
-    Ok(Some(sim))
+    Ok(Some(demo))
 }
 
 #[cfg(not(feature = "demo"))]

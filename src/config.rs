@@ -624,4 +624,43 @@ targets:
         assert_eq!(PasswordSource::File(file).read().unwrap().expose(), "s3cret");
         assert!(PasswordSource::Env("VRE_TEST_SURELY_UNSET".into()).read().is_err());
     }
+
+    #[test]
+    fn vbr_targets_take_their_own_keys_and_check_auto_unmount() {
+        let text = |extra: &str, probe: &str| {
+            format!(
+                "targets:\n  - name: vbr\n    api: vbr\n    url: https://vbr:9419\n    username: u\n    password_env: P\n\
+                 {extra}    probes:\n      - {probe}\n"
+            )
+        };
+        let restore = "{ name: r, kind: file_restore, mode: original_location, vm: v, path: C:/x, interval: 1h, step_timeouts: { mount: 3m } }";
+        let c = parse(&text("", restore), Path::new("/")).unwrap();
+        let t = &c.targets[0];
+        assert_eq!((t.api, t.auto_unmount), (Api::Vbr, Duration::from_secs(3600)));
+        assert_eq!(
+            t.probes[0].kind.phases_on(Api::Vbr),
+            &[Phase::Lookup, Phase::Mount, Phase::Restore, Phase::Unmount]
+        );
+        assert_eq!(t.probes[0].steps.get(Phase::Mount), Duration::from_secs(180), "a VBR phase takes a timeout");
+        let errors = |extra: &str, probe: &str| parse(&text(extra, probe), Path::new("/")).unwrap_err().0;
+        let mount = "{ name: m, kind: mount, vm: v, interval: 1h }";
+        assert_eq!(errors("    format: json\n", mount), ["targets[0] (vbr).format: not a setting of a vbr target"]);
+        assert_eq!(
+            errors("    restore_watch: { interval: 5m }\n", mount),
+            ["targets[0] (vbr).restore_watch: not a setting of a vbr target"]
+        );
+        assert!(errors("    auto_unmount: 90s\n", mount)[0].contains("whole minutes"));
+        let short = errors("    auto_unmount: 10m\n", mount);
+        assert!(short[0].contains("must exceed the longest step timeout of probe \"m\" (10m)"), "{short:?}");
+        let replica = errors("", "{ name: m, kind: mount, vm: v, interval: 1h, point: replica }");
+        assert!(replica[0].contains("replica points are EM only"), "{replica:?}");
+        let em = "targets:\n  - name: em\n    url: https://em:9398/api/\n    username: u\n    password_env: P\n    \
+                  auto_unmount: 1h\n    probes:\n      - { name: m, kind: mount, vm: v, interval: 1h }\n";
+        assert_eq!(
+            parse(em, Path::new("/")).unwrap_err().0,
+            ["targets[0] (em).auto_unmount: not a setting of an em target"]
+        );
+        let tape = text("", mount).replace("api: vbr", "api: tape");
+        assert!(parse(&tape, Path::new("/")).unwrap_err().0[0].contains("api"), "an unknown API is named");
+    }
 }

@@ -1,4 +1,5 @@
-//! `--demo`: the simulated EM in-process and a configuration that probes it.
+//! `--demo`: the simulated EM and the simulated VBR server in-process, and a configuration that
+//! probes both.
 
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -6,12 +7,20 @@ use std::time::Duration;
 
 use sha2::Digest;
 
-/// The demo configuration; `${URL}` and `${SHA256}` are filled in at start.
+/// The demo configuration; `${URL}`, `${VBR_URL}`, `${SHA256}` and `${VBR_SHA256}` are filled
+/// in at start.
 const TEMPLATE: &str = include_str!("demo-config.yml");
 
-/// Starts the simulated EM in-process and writes the demo configuration and password for it
-/// under `<storage>/demo/`. Returns the running simulator and the configuration's path.
-pub async fn start(storage: &Path) -> Result<(crate::sim::SimServer, PathBuf), String> {
+/// The simulators the demo probes; they stop when dropped with the process.
+pub struct Demo {
+    pub em: crate::sim::SimServer,
+    pub vbr: veeam_vbr_sim::SimServer,
+}
+
+/// Starts the simulated EM and VBR server in-process and writes the demo configuration, the
+/// password and VBR's certificate under `<storage>/demo/`. Returns the simulators and the
+/// configuration's path.
+pub async fn start(storage: &Path) -> Result<(Demo, PathBuf), String> {
     let timings = crate::sim::Timings {
         task_running: Duration::from_secs(1),
         task_collect_lag: Duration::from_millis(500),
@@ -31,12 +40,29 @@ pub async fn start(storage: &Path) -> Result<(crate::sim::SimServer, PathBuf), S
     }
     let dir = storage.join("demo");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    // The simulator's built-in account (see sim::DEFAULT_INVENTORY).
+    let vbr = veeam_vbr_sim::start(veeam_vbr_sim::SimConfig {
+        tls: true,
+        tls_cert_file: Some(dir.join("vbr-ca.pem")),
+        timings: veeam_vbr_sim::Timings {
+            mount_duration: Duration::from_secs(1),
+            task_duration: Duration::from_secs(3),
+            ..veeam_vbr_sim::Timings::default()
+        },
+        ..veeam_vbr_sim::SimConfig::default()
+    })
+    .await?;
+    tracing::info!(url = %vbr.url, "demo: simulated Backup & Replication server started");
+    // Both simulators' built-in account (see sim::DEFAULT_INVENTORY and veeam-vbr-sim's README).
     write(&dir.join("password"), "canary\n", 0o600)?;
     let sha = hex::encode(sha2::Sha256::digest(b"veeam-restore-exporter canary file\n"));
-    let config = TEMPLATE.replace("${URL}", &sim.api_url).replace("${SHA256}", &sha);
+    let vbr_sha = hex::encode(sha2::Sha256::digest(b"veeam-restore-exporter canary file on canary-win01\n"));
+    let config = TEMPLATE
+        .replace("${URL}", &sim.api_url)
+        .replace("${SHA256}", &sha)
+        .replace("${VBR_URL}", &vbr.url)
+        .replace("${VBR_SHA256}", &vbr_sha);
     write(&dir.join("config.yml"), &config, 0o644)?;
-    Ok((sim, dir.join("config.yml")))
+    Ok((Demo { em: sim, vbr }, dir.join("config.yml")))
 }
 
 fn write(path: &Path, body: &str, mode: u32) -> Result<(), String> {
@@ -59,16 +85,26 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let storage = dir.path().join("data");
-        let (sim, config) = start(&storage).await.unwrap();
+        let (demo, config) = start(&storage).await.unwrap();
         assert_eq!(std::fs::metadata(&storage).unwrap().permissions().mode() & 0o777, 0o700);
-        assert!(crate::config::load(&config).is_ok());
-        sim.shutdown().await;
+        let loaded = crate::config::load(&config).unwrap();
+        assert_eq!(loaded.targets.len(), 2, "EM and VBR");
+        demo.em.shutdown().await;
+        demo.vbr.shutdown().await;
     }
 
     #[test]
     fn the_filled_in_template_is_a_valid_configuration() {
-        let config = TEMPLATE.replace("${URL}", "http://127.0.0.1:1/api/").replace("${SHA256}", &"a".repeat(64));
-        let parsed = crate::config::parse(&config, Path::new("/")).unwrap();
+        let config = TEMPLATE
+            .replace("${URL}", "http://127.0.0.1:1/api/")
+            .replace("${SHA256}", &"a".repeat(64))
+            .replace("${VBR_URL}", "https://127.0.0.1:2/")
+            .replace("${VBR_SHA256}", &"b".repeat(64));
+        // The CA file is written at start; here it only has to be a readable file.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("vbr-ca.pem"), "").unwrap();
+        let parsed = crate::config::parse(&config, dir.path()).unwrap();
         assert_eq!(parsed.targets[0].probes.len(), 3);
+        assert_eq!(parsed.targets[1].probes.len(), 4);
     }
 }
