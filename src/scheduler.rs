@@ -158,6 +158,7 @@ async fn keeper(target: Arc<TargetRuntime>, stop: CancellationToken) {
         let next_pass = Instant::now() + follow_up.next(open, interval);
         tokio::select! {
             _ = tokio::time::sleep_until(next_pass.min(next_keep_alive).into()) => {}
+            _ = target.state.follow_up.notified() => {}
             _ = stop.cancelled() => return,
         }
         if Instant::now() >= next_keep_alive {
@@ -258,6 +259,10 @@ async fn probe_loop(
         // loops should not each carry one between runs.
         let mut report = Box::pin(run_once(&target, &probe, &shared)).await;
         report.manual = manual;
+        if report.outcome.is_err() {
+            // What a failed run left behind is followed up now, not at the next keep-alive.
+            target.state.follow_up.notify_one();
+        }
         // A run cut short by shutdown says nothing about restores: it is neither a result to
         // keep nor a failure to count.
         let result = (!report.cut_short_by_shutdown()).then_some((report.outcome.is_ok(), report.duration));

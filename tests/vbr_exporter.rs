@@ -82,3 +82,94 @@ async fn every_probe_kind_runs_against_vbr_and_leaves_only_other_users_mounts() 
     assert_eq!(live_mounts(&sim), others);
     sim.shutdown().await;
 }
+
+/// A mount whose answer was lost (VBR mounted, the connection dropped before the 201): the run
+/// fails, and the record's follow-up finds the FLR session among those started since, and
+/// unmounts it, without waiting for the next run.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mount_whose_answer_was_lost_is_found_and_unmounted() {
+    let fault: veeam_vbr_sim::FaultSpec = "kind=lost_mount,endpoint=flr_mount,times=1".parse().unwrap();
+    let timings = Timings { mount_duration: Duration::from_millis(200), ..Timings::default() };
+    let sim = veeam_vbr_sim::start(SimConfig { tls: true, timings, faults: vec![fault], ..SimConfig::default() })
+        .await
+        .unwrap();
+    let others = live_mounts(&sim);
+    let dir = setup(&sim, "      - { name: mount, kind: mount, vm: canary-win01, interval: 1h }\n");
+    let exporter = Exporter::start(&dir.path().join("config.yml"), &dir.path().join("state")).await;
+    exporter.wait_metric("veeam_restore_probe_success", &[("probe", "mount")], |v| v == 0.0).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let records = std::fs::read_dir(dir.path().join("state/flr")).map(|d| d.count()).unwrap_or(0);
+        if live_mounts(&sim) == others && records == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the lost mount is still there:\n{}", exporter.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    exporter.wait_metric("veeam_restore_orphaned_mounts_cleaned_total", &[], |v| v == 1.0).await;
+    assert_eq!(sim.state().mounts.iter().filter(|m| m.stopped_by.as_deref() == Some("svc-canary")).count(), 1);
+    sim.shutdown().await;
+}
+
+/// Crash points on VBR: a SIGKILL at every request of a mount run (held before VBR acts on it),
+/// then a restart with the probe an hour away: within 60 s no mount of ours and no record is
+/// left; the other user's mount is untouched throughout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigkill_at_any_vbr_request_leaves_no_mount_of_ours() {
+    let probes = "      - { name: mount, kind: mount, vm: canary-win01, interval: 1h }\n";
+    let calibration = sim().await;
+    let dir = setup(&calibration, probes);
+    let exporter = Exporter::start(&dir.path().join("config.yml"), &dir.path().join("state")).await;
+    exporter.wait_metric("veeam_restore_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
+    let requests = admin(&calibration, reqwest::Method::GET, "requests", None).await.as_array().unwrap().len();
+    drop(exporter);
+    calibration.shutdown().await;
+    let mut matrix = Vec::new();
+    for n in 1..=requests {
+        let sim = sim().await;
+        let others = live_mounts(&sim);
+        admin(&sim, reqwest::Method::POST, "hold", Some(serde_json::json!({ "after": n }))).await;
+        let dir = setup(&sim, probes);
+        let (config, storage) = (dir.path().join("config.yml"), dir.path().join("state"));
+        let mut exporter = Exporter::start(&config, &storage).await;
+        let held = eventually(Duration::from_secs(60), "the request to be held", || async {
+            let view = admin(&sim, reqwest::Method::GET, "held", None).await;
+            view["held"]
+                .as_bool()
+                .unwrap_or(false)
+                .then(|| view["request"]["endpoint"].as_str().unwrap_or("?").to_owned())
+        })
+        .await;
+        exporter.signal("KILL");
+        exporter.wait_exit(Duration::from_secs(10)).await;
+        admin(&sim, reqwest::Method::POST, "release", None).await;
+        let restarted = Exporter::start(&config, &storage).await;
+        let started = std::time::Instant::now();
+        eventually(Duration::from_secs(60), &format!("request {n} ({held}): nothing of ours left"), || async {
+            let records = std::fs::read_dir(storage.join("flr")).map(|d| d.count()).unwrap_or(0);
+            (live_mounts(&sim) == others && records == 0).then_some(())
+        })
+        .await;
+        matrix.push(format!("{n:>3}  {held:<18} clean in {:.0}s", started.elapsed().as_secs_f64()));
+        drop(restarted);
+        sim.shutdown().await;
+    }
+    eprintln!("VBR mount probe, SIGKILL at request N, then a restart:\n{}", matrix.join("\n"));
+}
+
+/// The simulator's admin API (`/sim/…`, JSON).
+async fn admin(
+    sim: &SimServer,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let client = reqwest::Client::builder().tls_danger_accept_invalid_certs(true).build().unwrap();
+    let mut request = client.request(method, format!("{}sim/{path}", sim.url));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("admin API answers");
+    assert!(response.status().is_success(), "{path}: {}", response.status());
+    response.json().await.unwrap_or(serde_json::Value::Null)
+}

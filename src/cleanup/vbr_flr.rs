@@ -3,10 +3,11 @@
 //!
 //! VBR addresses an FLR mount by its session id, whoever is logged on, so the record needs no
 //! token: it is written before the mount is requested (restore point, time) and gets the session
-//! id once VBR answers. When that answer was lost, the active mounts (`GET
-//! /api/v1/backupBrowser/flr`) are searched for one of the recorded point, started after the
-//! record and not claimed by any other record or run; on 1.3 it must also be initiated by our
-//! own account. Someone else's mount is never unmounted.
+//! id once VBR answers. When that answer was lost, the file-level-restore sessions started since
+//! the record (`GET /api/v1/sessions?createdAfterFilter=`) tell what became of the request: one
+//! of the recorded machine, not claimed by another record, and (on 1.3, which says who started
+//! it) started by our own account, is ours, mounted or still mounting; none means the request
+//! never reached VBR. Someone else's mount is never unmounted.
 
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
@@ -18,9 +19,8 @@ use super::Outcome;
 use crate::ledger::Record;
 use crate::target::TargetRuntime;
 
-/// How long a record whose mount request lost its answer keeps looking for the mount: VBR
-/// answers the request only once mounted, which can take minutes.
-const LOST_MOUNT_GRACE: Duration = Duration::from_secs(15 * 60);
+/// Clocks of the exporter and VBR may differ: sessions this much older than the record count.
+const CLOCK_SKEW: Duration = Duration::from_secs(120);
 
 /// One FLR mount in flight, as stored on disk (`flr/<id>.json`).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -79,17 +79,21 @@ pub(super) async fn clean(
         None if !t.in_flight().is_idle() => return (pending_for("probe runs in progress on this target"), 0),
         None => match find_lost(t, r, session, claimed).await {
             Ok(Some(id)) => id,
-            Ok(None) if r.created_at.elapsed().is_ok_and(|age| age < LOST_MOUNT_GRACE) => {
-                let why = "the answer to its mount request was lost; the mount may still appear";
-                return (Outcome::Pending { why: why.into(), waiting: true }, 0);
+            Ok(None) => {
+                tracing::info!(target_name = t.name(), probe = %r.probe, "no FLR session came of a mount request whose answer was lost; dropping its record");
+                return (Outcome::Resolved, 0);
             }
-            Ok(None) => return (Outcome::Resolved, 0),
             Err(e) => return (pending(e), 0),
         },
     };
     match session.session_info(&id).await {
         Ok(info) if info.is_stopped() => return (Outcome::Resolved, 0),
         Err(veeam_vbr::Error::NotFound { .. }) => return (Outcome::Resolved, 0),
+        // Still mounting: VBR answers the mount request, and accepts an unmount, once mounted.
+        Ok(info) if !session.mounts().await.is_ok_and(|m| m.iter().any(|m| m.session_id == id)) => {
+            let why = format!("its FLR session is {:?}; waiting for the mount to unmount it", info.state);
+            return (Outcome::Pending { why, waiting: true }, 0);
+        }
         Ok(_) => {}
         Err(e) => return (pending(e), 0),
     }
@@ -113,32 +117,26 @@ fn pending_for(why: &str) -> Outcome {
     Outcome::Pending { why: why.to_owned(), waiting: false }
 }
 
-/// The active mount a lost mount request made, if one can be told apart as ours.
+/// The FLR session a lost mount request started, if one can be told apart as ours.
 async fn find_lost(
     t: &TargetRuntime,
     r: &FlrRecord,
     session: &Session,
     claimed: &HashSet<String>,
 ) -> veeam_vbr::Result<Option<String>> {
-    let mounts = session.mounts().await?;
-    for m in mounts {
-        let same_point = m.restore_point_id.as_deref().is_none_or(|p| p == r.restore_point_id);
-        let same_machine = m.machine_name.as_deref().is_none_or(|n| n.eq_ignore_ascii_case(&r.vm));
-        if !same_point || !same_machine || claimed.contains(&m.session_id) {
-            continue;
-        }
-        let info = session.session_info(&m.session_id).await?;
-        let started_after = info
-            .creation_time
-            .as_deref()
-            .and_then(veeam_vbr::parse_timestamp)
-            .is_some_and(|c| c + Duration::from_secs(60) >= r.created_at);
-        let ours = info.initiated_by.as_deref().is_none_or(|by| initiated_by(by, &t.config.username));
-        if started_after && ours {
-            return Ok(Some(m.session_id));
-        }
-    }
-    Ok(None)
+    let since = r.created_at.checked_sub(CLOCK_SKEW).unwrap_or(r.created_at);
+    let sessions = session.sessions_created_after(since).await?;
+    let ours = sessions.into_iter().find(|s| {
+        let flr = s.session_type.as_deref().is_some_and(|k| k.to_ascii_lowercase().contains("filelevelrestore"));
+        // 1.3 says who started a session. Before 1.3 only the name can tell, and it must name the
+        // machine: when in doubt the mount is left to VBR's auto-unmount, never taken for ours.
+        let by_us = match s.initiated_by.as_deref() {
+            Some(by) => initiated_by(by, &t.config.username),
+            None => s.name.as_deref().is_some_and(|n| n.to_ascii_lowercase().contains(&r.vm.to_ascii_lowercase())),
+        };
+        flr && by_us && !claimed.contains(&s.id) && !s.is_stopped()
+    });
+    Ok(ours.map(|s| s.id))
 }
 
 /// `initiatedBy` (1.3) names an account as `DOMAIN\user` or `user`; the configured username

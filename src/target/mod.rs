@@ -49,6 +49,8 @@ pub struct TargetState {
     pub in_flight: InFlight,
     /// One cleanup pass at a time (see [`crate::cleanup`]).
     pub(crate) cleanup_lock: Mutex<()>,
+    /// Wakes the keeper's follow-up timer: a run that failed may have left a record behind.
+    pub(crate) follow_up: tokio::sync::Notify,
     session: Mutex<Option<CurrentSession>>,
     /// The logon of a VBR target (`api: vbr`).
     vbr: Mutex<Option<vbr::CurrentVbr>>,

@@ -117,6 +117,10 @@ pub fn session(body: &[u8]) -> Result<SessionInfo> {
     json(body, "SessionModel")
 }
 
+pub fn sessions(body: &[u8]) -> Result<Page<SessionInfo>> {
+    json(body, "SessionsResult")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

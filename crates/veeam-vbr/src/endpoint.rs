@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
-/// One VBR REST operation this client calls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// One VBR REST operation this client calls. The label value is its snake_case name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, strum::VariantArray, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Endpoint {
     /// `POST /api/oauth2/token`, `grant_type=password`.
     Logon,
@@ -42,28 +43,12 @@ pub enum Endpoint {
     Task,
     /// `GET /api/v1/sessions/{id}`.
     RestoreSession,
+    /// `GET /api/v1/sessions` (cleanup looks for an FLR session a lost mount request started).
+    Sessions,
 }
 
 impl Endpoint {
-    pub const ALL: &'static [Endpoint] = &[
-        Endpoint::Logon,
-        Endpoint::TokenRefresh,
-        Endpoint::Logoff,
-        Endpoint::ServerInfo,
-        Endpoint::ServerTime,
-        Endpoint::BackupObjects,
-        Endpoint::RestorePoints,
-        Endpoint::MountCreate,
-        Endpoint::MountList,
-        Endpoint::MountGet,
-        Endpoint::MountBrowse,
-        Endpoint::MountDelete,
-        Endpoint::PrepareDownload,
-        Endpoint::Download,
-        Endpoint::FileRestore,
-        Endpoint::Task,
-        Endpoint::RestoreSession,
-    ];
+    pub const ALL: &'static [Endpoint] = <Endpoint as strum::VariantArray>::VARIANTS;
 
     /// The groups request durations are kept by: few, so histograms stay cheap.
     pub const FAMILIES: &'static [&'static str] = &["session", "query", "mount", "restore", "task"];
@@ -81,33 +66,17 @@ impl Endpoint {
             | Endpoint::MountGet
             | Endpoint::MountBrowse
             | Endpoint::MountDelete => "mount",
-            Endpoint::PrepareDownload | Endpoint::Download | Endpoint::FileRestore | Endpoint::RestoreSession => {
-                "restore"
-            }
+            Endpoint::PrepareDownload
+            | Endpoint::Download
+            | Endpoint::FileRestore
+            | Endpoint::RestoreSession
+            | Endpoint::Sessions => "restore",
             Endpoint::Task => "task",
         }
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Endpoint::Logon => "logon",
-            Endpoint::TokenRefresh => "token_refresh",
-            Endpoint::Logoff => "logoff",
-            Endpoint::ServerInfo => "server_info",
-            Endpoint::ServerTime => "server_time",
-            Endpoint::BackupObjects => "backup_objects",
-            Endpoint::RestorePoints => "restore_points",
-            Endpoint::MountCreate => "mount_create",
-            Endpoint::MountList => "mount_list",
-            Endpoint::MountGet => "mount_get",
-            Endpoint::MountBrowse => "mount_browse",
-            Endpoint::MountDelete => "mount_delete",
-            Endpoint::PrepareDownload => "prepare_download",
-            Endpoint::Download => "download",
-            Endpoint::FileRestore => "file_restore",
-            Endpoint::Task => "task",
-            Endpoint::RestoreSession => "restore_session",
-        }
+        self.into()
     }
 }
 

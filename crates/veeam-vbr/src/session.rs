@@ -177,6 +177,14 @@ impl Session {
         decode::session(&self.json(Req::get(Endpoint::RestoreSession, &["v1", "sessions", session_id])).await?)
     }
 
+    /// Sessions created after `after` (`GET /api/v1/sessions?createdAfterFilter=`, paged): a
+    /// file-level restore shows here as soon as VBR starts it, before its mount is ready.
+    pub async fn sessions_created_after(&self, after: std::time::SystemTime) -> Result<Vec<SessionInfo>> {
+        let after = humantime::format_rfc3339_seconds(after).to_string();
+        let query = vec![("createdAfterFilter", after)];
+        self.paged(Endpoint::Sessions, &["v1", "sessions"], query, decode::sessions).await
+    }
+
     /// Backup objects whose name is exactly `name` (case-sensitive matches first; if there are
     /// none, case-insensitive ones). `nameFilter` is a pattern that "can match any backup
     /// object parameter", so the server's answer is only a pre-selection.
