@@ -301,7 +301,9 @@ impl ProbeError {
     /// Every value [`ProbeError::reason`] can return, the client's included.
     pub fn reasons() -> impl Iterator<Item = &'static str> {
         let vbr_only = veeam_vbr::Error::REASONS.iter().filter(|r| !em::Error::REASONS.contains(r));
-        em::Error::REASONS.iter().chain(vbr_only).chain(<ProbeError as strum::VariantNames>::VARIANTS).copied()
+        // `em` and `vbr` wrap the clients' errors, whose own reasons stand in for them.
+        let own = <ProbeError as strum::VariantNames>::VARIANTS.iter().filter(|r| !matches!(**r, "em" | "vbr"));
+        em::Error::REASONS.iter().chain(vbr_only).chain(own).copied()
     }
 
     pub fn reason(&self) -> &'static str {
