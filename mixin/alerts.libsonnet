@@ -124,6 +124,12 @@
           'The newest restore point probe {{ $labels.probe }} found on {{ $labels.target }} is {{ $value | humanizeDuration }} old: backups of this VM may have stopped.',
         ),
         alert(
+          'VeeamRestorePointMalwareDetected', c.pageSeverity,
+          'veeam_restore_point_malware_status{status=~"infected|suspicious"} == 1\n', '0m',
+          'Veeam marks the newest restore point of a canary VM as infected or suspicious.',
+          'VBR marks the newest restore point probe {{ $labels.probe }} found on {{ $labels.target }} as {{ $labels.status }}: restoring from it may bring malware back, and other VMs of the same backups may be affected.',
+        ),
+        alert(
           'VeeamRestoreContentStale', c.ticketSeverity,
           'veeam_restore_probe_content_age_seconds > on (job, instance, target, probe) veeam_restore_probe_content_max_age_seconds\n', '10m',
           'A restored canary file holds old data.',
