@@ -1,6 +1,5 @@
 //! `--demo`: the simulated EM in-process and a configuration that probes it.
 
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -23,30 +22,28 @@ pub async fn start(storage: &Path) -> Result<(crate::sim::SimServer, PathBuf), S
     // The state directory holds session tokens: when the demo creates it, it is private, as
     // the ledger would make it (an existing one is left as it is and checked by the ledger).
     if !storage.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(storage)
+        crate::platform::create_private_dir(storage, true)
             .map_err(|e| format!("cannot create {}: {e}", storage.display()))?;
     }
     let dir = storage.join("demo");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     // The simulator's built-in account (see sim::DEFAULT_INVENTORY).
-    write(&dir.join("password"), "canary\n", 0o600)?;
+    write(&dir.join("password"), "canary\n", true)?;
     let sha = hex::encode(sha2::Sha256::digest(b"veeam-restore-exporter canary file\n"));
     let config = TEMPLATE.replace("${URL}", &sim.api_url).replace("${SHA256}", &sha);
-    write(&dir.join("config.yml"), &config, 0o644)?;
+    write(&dir.join("config.yml"), &config, false)?;
     Ok((sim, dir.join("config.yml")))
 }
 
-fn write(path: &Path, body: &str, mode: u32) -> Result<(), String> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+/// Writes a file, `0600` when `private` (else `0644`; on Windows both inherit the directory's ACL).
+fn write(path: &Path, body: &str, private: bool) -> Result<(), String> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, if private { 0o600 } else { 0o644 });
+    #[cfg(windows)]
+    let _ = private;
+    let mut file = options.open(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     std::io::Write::write_all(&mut file, body.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
