@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::windows::ffi::OsStrExt;
+use std::os::windows::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -19,10 +19,12 @@ use windows_sys::Win32::Security::{
     ACL, DACL_SECURITY_INFORMATION, GetSecurityDescriptorDacl, GetTokenInformation,
     PROTECTED_DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, SetFileSecurityW, TOKEN_QUERY, TOKEN_USER, TokenUser,
 };
+use windows_sys::Win32::System::Com::CoTaskMemFree;
 use windows_sys::Win32::System::ProcessStatus::{K32GetProcessMemoryInfo, PROCESS_MEMORY_COUNTERS};
 use windows_sys::Win32::System::Threading::{
     GetCurrentProcess, GetProcessHandleCount, GetProcessTimes, OpenProcessToken,
 };
+use windows_sys::Win32::UI::Shell::{FOLDERID_ProgramData, SHGetKnownFolderPath};
 
 use super::Event;
 
@@ -54,8 +56,25 @@ impl Signals {
 /// `%ProgramData%\veeam-restore-exporter`: where the MSI puts the configuration, and where the
 /// state and the service's log live.
 pub fn program_data() -> PathBuf {
-    let base = std::env::var_os("ProgramData").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(r"C:\ProgramData"));
-    base.join("veeam-restore-exporter")
+    static BASE: OnceLock<PathBuf> = OnceLock::new();
+    BASE.get_or_init(|| known_program_data().unwrap_or_else(|| PathBuf::from(r"C:\ProgramData")))
+        .join("veeam-restore-exporter")
+}
+
+/// The ProgramData known folder, which is what the MSI's `CommonAppDataFolder` resolves to. The
+/// environment variable can differ (under Wine a service sees `C:\users\Public`).
+fn known_program_data() -> Option<PathBuf> {
+    let mut path: *mut u16 = std::ptr::null_mut();
+    // SAFETY: the returned string is NUL-terminated and freed with CoTaskMemFree, even on failure.
+    unsafe {
+        let hr = SHGetKnownFolderPath(&FOLDERID_ProgramData, 0, std::ptr::null_mut(), &mut path);
+        let found = (hr >= 0 && !path.is_null()).then(|| {
+            let len = (0..).take_while(|&i| *path.add(i) != 0).count();
+            PathBuf::from(std::ffi::OsString::from_wide(std::slice::from_raw_parts(path, len)))
+        });
+        CoTaskMemFree(path as *const std::ffi::c_void);
+        found
+    }
 }
 
 /// A service's working directory is `System32`, so the default is absolute.
