@@ -7,8 +7,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use clap::Parser;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use axum_server::tls_rustls::RustlsConfig;
 
@@ -19,6 +19,7 @@ use crate::history::History;
 use crate::ledger::Ledger;
 use crate::logging::{self, LogFormat};
 use crate::metrics::{Metrics, unix_seconds};
+use crate::platform::{self, Event, Signals};
 use crate::scheduler::{Generation, Shared};
 use crate::web::{self, ReloadRequest, WebState};
 use crate::web_config::WebConfig;
@@ -44,7 +45,8 @@ pub struct Flags {
     /// Enable POST /-/reload (SIGHUP always reloads).
     #[arg(long = "web.enable-lifecycle")]
     pub enable_lifecycle: bool,
-    /// Configuration file (YAML). Required unless --demo.
+    /// Configuration file (YAML). Required unless --demo; on Windows the default is
+    /// %ProgramData%\veeam-restore-exporter\config.yml.
     #[arg(long = "config.file")]
     pub config_file: Option<PathBuf>,
     /// Reload the configuration file when its contents change, checked this often (Prometheus
@@ -56,7 +58,7 @@ pub struct Flags {
     pub config_check: bool,
     /// Directory for durable state: records of mounts in flight and of logon sessions (they
     /// hold session tokens), and the schedule.
-    #[arg(long = "storage.path", default_value = "data")]
+    #[arg(long = "storage.path", default_value_os_t = platform::default_storage_path())]
     pub storage_path: PathBuf,
     /// Only log messages with the given severity or above.
     #[arg(long = "log.level", default_value = "info", value_parser = ["debug", "info", "warn", "error"])]
@@ -64,6 +66,11 @@ pub struct Flags {
     /// Output format of log messages.
     #[arg(long = "log.format", value_enum, default_value = "logfmt")]
     pub log_format: LogFormat,
+    /// Append log lines to this file instead of writing them to standard error (a Windows
+    /// service has no console; there it defaults to
+    /// %ProgramData%\veeam-restore-exporter\veeam-restore-exporter.log).
+    #[arg(long = "log.file")]
+    pub log_file: Option<PathBuf>,
     /// How long shutdown waits for running probes to unmount before exiting anyway (Prometheus
     /// duration syntax).
     #[arg(long = "shutdown.grace-period", default_value = "2m")]
@@ -71,6 +78,10 @@ pub struct Flags {
     /// Start the built-in simulated Enterprise Manager and probe it with a demo configuration.
     #[arg(long)]
     pub demo: bool,
+    /// Run as the Windows service `veeam-restore-exporter` (the MSI's service passes it).
+    #[cfg(windows)]
+    #[arg(long = "windows-service")]
+    pub windows_service: bool,
 }
 
 /// Flag values that needed more than parsing, checked once before anything starts.
@@ -161,14 +172,42 @@ pub fn parse_flags() -> Result<Flags, ExitCode> {
     }
 }
 
-/// Runs the exporter until SIGTERM or SIGINT. Returns the process exit code.
-pub async fn run(mut flags: Flags) -> ExitCode {
+/// The process: a Tokio runtime running [`run`], or with `--windows-service` the service
+/// control manager's dispatcher, which runs [`run_until`] itself.
+pub fn main(flags: Flags) -> ExitCode {
+    #[cfg(windows)]
+    if flags.windows_service && !flags.config_check {
+        return platform::service::run(flags);
+    }
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(run(flags)),
+        Err(e) => {
+            eprintln!("cannot start the Tokio runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the exporter until SIGTERM or SIGINT (on Windows: Ctrl+C, Ctrl+Break, closing the
+/// console, system shutdown). Returns the process exit code.
+pub async fn run(flags: Flags) -> ExitCode {
+    run_until(flags, CancellationToken::new()).await
+}
+
+/// [`run`], also shutting down gracefully when `stop` is cancelled (the Windows service's stop).
+pub async fn run_until(mut flags: Flags, stop: CancellationToken) -> ExitCode {
+    if flags.config_file.is_none() && !flags.demo {
+        flags.config_file = platform::default_config_file();
+    }
     if flags.config_check {
         return config_check(&flags);
     }
     // Logging first, so that every start-up error comes in the chosen format.
-    logging::init(&flags.log_level, flags.log_format);
-    let checked = match check_flags(&flags) {
+    if let Err(e) = logging::init(&flags.log_level, flags.log_format, flags.log_file.as_deref()) {
+        eprintln!("--log.file: {e}");
+        return ExitCode::FAILURE;
+    }
+    let checked = match check_flags(&flags).and_then(|c| platform::secure_defaults(&flags).map(|()| c)) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("{e}");
@@ -186,7 +225,7 @@ pub async fn run(mut flags: Flags) -> ExitCode {
         }
     };
     match Exporter::start(&flags, checked).await {
-        Ok(exporter) => exporter.serve_until_signal().await.drain().await,
+        Ok(exporter) => exporter.serve_until_signal(stop).await.drain().await,
         Err(e) => {
             tracing::error!(err = %e, "cannot start");
             ExitCode::FAILURE
@@ -284,11 +323,10 @@ impl Exporter {
         })
     }
 
-    /// Reloads on SIGHUP and `POST /-/reload` until SIGTERM or SIGINT.
-    async fn serve_until_signal(mut self) -> Exporter {
-        let (Ok(mut hup), Ok(mut term), Ok(mut int)) =
-            (signal(SignalKind::hangup()), signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-        else {
+    /// Reloads on SIGHUP and `POST /-/reload` until a stop: SIGTERM or SIGINT, a console event
+    /// on Windows, or `stop` (the service's stop).
+    async fn serve_until_signal(mut self, stop: CancellationToken) -> Exporter {
+        let Ok(mut signals) = Signals::install() else {
             tracing::error!("cannot install signal handlers; shutting down");
             return self;
         };
@@ -297,7 +335,10 @@ impl Exporter {
         file_check.tick().await;
         loop {
             let reply = tokio::select! {
-                _ = hup.recv() => None,
+                event = signals.next() => match event {
+                    Event::Reload => None,
+                    Event::Stop => break,
+                },
                 Some(reply) = self.reloads.recv() => Some(reply),
                 _ = file_check.tick(), if self.auto_reload.is_some() => {
                     // Only a changed file reloads; an invalid one is tried once per change.
@@ -308,8 +349,7 @@ impl Exporter {
                     tracing::info!(file = %self.config_file.display(), "configuration file changed; reloading");
                     None
                 }
-                _ = term.recv() => break,
-                _ = int.recv() => break,
+                _ = stop.cancelled() => break,
             };
             let result = self.reload().await;
             if let Some(reply) = reply {
@@ -396,24 +436,12 @@ fn reload(path: &Path, state: &WebState, metrics: &Metrics) -> Result<Arc<Config
     }
 }
 
-/// Sets `TCP_NODELAY` on the listening socket, which Linux passes on to accepted connections:
-/// a scrape is written in two parts (cached text, fresh process metrics), and with Nagle's
-/// algorithm the second waits for the client's delayed ACK, 40 ms.
+/// Sets `TCP_NODELAY` on the listening socket, which Linux and Windows pass on to accepted
+/// connections: a scrape is written in two parts (cached text, fresh process metrics), and with
+/// Nagle's algorithm the second waits for the client's delayed ACK, 40 ms.
 fn no_delay(listener: &std::net::TcpListener) {
-    use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // SAFETY: setsockopt reads `on` for the given length; the descriptor is the listener's own.
-    let rc = unsafe {
-        libc::setsockopt(
-            listener.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc != 0 {
-        tracing::debug!(err = %std::io::Error::last_os_error(), "cannot set TCP_NODELAY");
+    if let Err(e) = socket2::SockRef::from(listener).set_tcp_nodelay(true) {
+        tracing::debug!(err = %e, "cannot set TCP_NODELAY");
     }
 }
 

@@ -1,7 +1,6 @@
 //! `--demo`: the simulated EM and the simulated VBR server in-process, and a configuration that
 //! probes both.
 
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -32,10 +31,7 @@ pub async fn start(storage: &Path) -> Result<(Demo, PathBuf), String> {
     // The state directory holds session tokens: when the demo creates it, it is private, as
     // the ledger would make it (an existing one is left as it is and checked by the ledger).
     if !storage.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(storage)
+        crate::platform::create_private_dir(storage, true)
             .map_err(|e| format!("cannot create {}: {e}", storage.display()))?;
     }
     let dir = storage.join("demo");
@@ -53,7 +49,7 @@ pub async fn start(storage: &Path) -> Result<(Demo, PathBuf), String> {
     .await?;
     tracing::info!(url = %vbr.url, "demo: simulated Backup & Replication server started");
     // Both simulators' built-in account (see sim::DEFAULT_INVENTORY and veeam-vbr-sim's README).
-    write(&dir.join("password"), "canary\n", 0o600)?;
+    write(&dir.join("password"), "canary\n", true)?;
     let sha = hex::encode(sha2::Sha256::digest(b"veeam-restore-exporter canary file\n"));
     let vbr_sha = hex::encode(sha2::Sha256::digest(b"veeam-restore-exporter canary file on canary-win01\n"));
     let config = TEMPLATE
@@ -61,18 +57,19 @@ pub async fn start(storage: &Path) -> Result<(Demo, PathBuf), String> {
         .replace("${SHA256}", &sha)
         .replace("${VBR_URL}", &vbr.url)
         .replace("${VBR_SHA256}", &vbr_sha);
-    write(&dir.join("config.yml"), &config, 0o644)?;
+    write(&dir.join("config.yml"), &config, false)?;
     Ok((Demo { em: sim, vbr }, dir.join("config.yml")))
 }
 
-fn write(path: &Path, body: &str, mode: u32) -> Result<(), String> {
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+/// Writes a file, `0600` when `private` (else `0644`; on Windows both inherit the directory's ACL).
+fn write(path: &Path, body: &str, private: bool) -> Result<(), String> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, if private { 0o600 } else { 0o644 });
+    #[cfg(windows)]
+    let _ = private;
+    let mut file = options.open(path).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     std::io::Write::write_all(&mut file, body.as_bytes()).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 

@@ -116,7 +116,11 @@ pub fn process_metrics() -> Vec<u8> {
     {
         linux::process_metrics().unwrap_or_default().into_bytes()
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(windows)]
+    {
+        crate::platform::process_metrics().unwrap_or_default().into_bytes()
+    }
+    #[cfg(not(any(target_os = "linux", windows)))]
     {
         Vec::new()
     }

@@ -7,16 +7,19 @@
 //!   crash interrupted is removed on open, and it is never the only copy of anything.
 //! - Records hold tokens, so the exporter keeps them in subdirectories it owns with mode `0700`
 //!   and files `0600`. An existing `--storage.path` keeps its mode; one that others could write
-//!   to (or owned by another user) is refused. File names never contain a secret.
+//!   to (or owned by another user) is refused. On Windows the directories get a protected ACL
+//!   instead (SYSTEM, Administrators, the exporter's account), which files inherit
+//!   ([`crate::platform`]). File names never contain a secret.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::platform;
 
 /// A kind of record: kept one file per record in a subdirectory of its own.
 pub trait Record: Serialize + DeserializeOwned {
@@ -57,11 +60,9 @@ impl Ledger {
     pub fn open(dir: &Path) -> Result<Ledger, String> {
         let dir_text = dir.display();
         match fs::metadata(dir) {
-            Ok(meta) => check_private(dir, &meta)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
+            Ok(meta) if !meta.is_dir() => return Err(format!("state directory {dir_text} is not a directory")),
+            Ok(meta) => platform::adopt_state_dir(dir, &meta)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => platform::create_private_dir(dir, true)
                 .map_err(|e| format!("cannot create state directory {dir_text}: {e}"))?,
             Err(e) => return Err(format!("cannot open state directory {dir_text}: {e}")),
         }
@@ -69,9 +70,7 @@ impl Ledger {
         let entries = fs::read_dir(dir).map_err(|e| format!("cannot read state directory {dir_text}: {e}"))?;
         for sub in entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()) {
             let meta = fs::metadata(&sub).map_err(|e| format!("cannot open {}: {e}", sub.display()))?;
-            check_owner(&sub, &meta)?;
-            fs::set_permissions(&sub, fs::Permissions::from_mode(0o700))
-                .map_err(|e| format!("cannot restrict permissions of {}: {e}", sub.display()))?;
+            platform::adopt_subdir(&sub, &meta)?;
             remove_interrupted_writes(&sub);
         }
         Ok(Ledger { root: dir.to_owned() })
@@ -88,7 +87,7 @@ impl Ledger {
     /// Writes a record atomically and durably (its subdirectory is created `0700` if missing).
     pub fn put<R: Record>(&self, record: &R) -> Result<(), String> {
         let dir = self.dir_of::<R>();
-        match DirBuilder::new().mode(0o700).create(&dir) {
+        match platform::create_private_dir(&dir, false) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
             Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
@@ -125,40 +124,6 @@ impl Ledger {
     }
 }
 
-/// The effective user id, to check who owns the state directory.
-fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
-fn check_owner(path: &Path, meta: &fs::Metadata) -> Result<(), String> {
-    if meta.uid() != euid() {
-        return Err(format!(
-            "state directory {} is owned by uid {}, not by this process (uid {}); records hold session tokens",
-            path.display(),
-            meta.uid(),
-            euid()
-        ));
-    }
-    Ok(())
-}
-
-fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), String> {
-    if !meta.is_dir() {
-        return Err(format!("state directory {} is not a directory", path.display()));
-    }
-    check_owner(path, meta)?;
-    let mode = meta.mode() & 0o777;
-    if mode & 0o022 != 0 {
-        return Err(format!(
-            "state directory {} is writable by group or others (mode {mode:04o}); records hold session tokens, \
-             so use a directory only this user can write to (e.g. chmod go-w)",
-            path.display()
-        ));
-    }
-    Ok(())
-}
-
 /// Writes a record atomically and durably (temp file, fsync, rename, fsync the directory).
 fn write_durably(path: &Path, record: &impl Serialize) -> Result<(), String> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -166,11 +131,11 @@ fn write_durably(path: &Path, record: &impl Serialize) -> Result<(), String> {
     let tmp = dir.join(format!(".{name}.tmp"));
     let body = serde_json::to_vec_pretty(record).map_err(|e| e.to_string())?;
     let write = || -> std::io::Result<()> {
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+        let mut file = platform::create_private_file(&tmp)?;
         file.write_all(&body)?;
         file.sync_all()?;
         fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        platform::sync_dir(dir)
     };
     write().map_err(|e| {
         let _ = fs::remove_file(&tmp);
@@ -228,9 +193,10 @@ fn read_all<T: DeserializeOwned>(dir: &Path) -> Vec<T> {
         .collect()
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq)]
     struct Note {

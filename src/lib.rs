@@ -21,6 +21,7 @@
 //! - [`web`]: landing page, `/metrics`, health, readiness, reload.
 //! - [`web_config`]: `--web.config.file` (TLS, basic auth, headers), exporter-toolkit format.
 //! - [`app`]: flags, logging, start-up, reload and shutdown.
+//! - [`platform`]: what differs on Unix and Windows: signals, private directories, the service.
 //! - [`secret`]: a string type that never prints its value.
 //! - [`fuzzing`]: every parser of outside input, reachable from bytes, for `fuzz/`.
 
@@ -39,6 +40,7 @@ pub mod history;
 pub mod ledger;
 pub mod logging;
 pub mod metrics;
+pub mod platform;
 pub mod probe;
 pub mod schedule;
 pub mod scheduler;

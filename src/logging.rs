@@ -1,8 +1,11 @@
 //! Log lines the way Prometheus components write them: logfmt with `ts`, `level` (lower case)
-//! and `msg` first, or flat JSON with the same keys, one event per line on stderr.
+//! and `msg` first, or flat JSON with the same keys, one event per line on stderr, or appended
+//! to `--log.file` (a Windows service has no console).
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
+use std::path::Path;
+use std::sync::Mutex;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -16,15 +19,29 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber: `level` and above (noisy HTTP crates at `warn`), in `format`.
-pub fn init(level: &str, format: LogFormat) {
+/// Installs the global subscriber: `level` and above (noisy HTTP crates at `warn`), in `format`,
+/// on stderr or appended to `file` (its directory is created if missing).
+pub fn init(level: &str, format: LogFormat, file: Option<&Path>) -> Result<(), String> {
+    let file = match file {
+        None => None,
+        Some(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            }
+            let opened = std::fs::OpenOptions::new().create(true).append(true).open(path);
+            Some(Mutex::new(opened.map_err(|e| format!("cannot open {}: {e}", path.display()))?))
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::new(format!("{level},hyper=warn,reqwest=warn,rustls=warn,h2=warn"));
-    tracing_subscriber::registry().with(filter).with(Lines { format }).init();
+    tracing_subscriber::registry().with(filter).with(Lines { format, file }).init();
+    Ok(())
 }
 
 /// One line per event.
 struct Lines {
     format: LogFormat,
+    /// `--log.file`; stderr when `None`.
+    file: Option<Mutex<std::fs::File>>,
 }
 
 /// A field value, keeping numbers and booleans apart from text for JSON.
@@ -81,7 +98,14 @@ impl<S: Subscriber> Layer<S> for Lines {
             LogFormat::Json => json_line(&ts, &level, &collected),
         };
         // One write per line, so lines of concurrent events never interleave.
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        match &self.file {
+            Some(file) => {
+                let _ = file.lock().unwrap_or_else(|p| p.into_inner()).write_all(line.as_bytes());
+            }
+            None => {
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            }
+        }
     }
 }
 

@@ -464,3 +464,38 @@ async fn a_restored_canary_timestamp_proves_the_data_is_fresh() {
         .await;
     sim.shutdown().await;
 }
+
+/// `--log.file` (the Windows service's log): lines are appended to the file, none go to stderr,
+/// and a file that cannot be opened stops the start with one line naming the flag.
+#[tokio::test(flavor = "multi_thread")]
+async fn log_lines_go_to_the_log_file_when_asked() {
+    let sim = start_sim().await;
+    let setup = Setup::new(&sim.api_url, "      - { name: a, kind: mount, vm: canary-win01, interval: 1h }\n");
+    let log = setup.dir.path().join("logs/exporter.log");
+    std::fs::create_dir_all(log.parent().unwrap()).unwrap();
+    std::fs::write(&log, "an earlier line\n").unwrap();
+    let config = format!("--config.file={}", setup.config_path().display());
+    let storage = format!("--storage.path={}", setup.dir.path().join("state").display());
+    let child = Command::new(BIN)
+        .args([&config, &storage, &format!("--log.file={}", log.display()), "--web.listen-address=127.0.0.1:0"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    eventually(Duration::from_secs(30), "a probe result in the log file", || async {
+        text().contains("probe succeeded").then_some(())
+    })
+    .await;
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    assert!(out.status.success());
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    let logged = text();
+    assert!(logged.starts_with("an earlier line\nts=") && logged.contains("msg=Stopped"), "{logged}");
+
+    let (code, stderr) = run(&[&config, &storage, &format!("--log.file={}", log.parent().unwrap().display())]);
+    assert_eq!(code, 1);
+    assert!(stderr.trim().lines().count() == 1 && stderr.starts_with("--log.file: "), "{stderr}");
+    sim.shutdown().await;
+}

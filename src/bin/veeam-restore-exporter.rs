@@ -4,10 +4,9 @@ use std::process::ExitCode;
 
 use veeam_restore_exporter::app;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     match app::parse_flags() {
-        Ok(flags) => app::run(flags).await,
+        Ok(flags) => app::main(flags),
         Err(code) => code,
     }
 }

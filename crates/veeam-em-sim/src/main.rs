@@ -106,10 +106,17 @@ async fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+#[cfg(unix)]
 async fn wait_for_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// Windows has no SIGTERM: Ctrl+C (also what Wine delivers for SIGINT) stops the simulator.
+#[cfg(windows)]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
 }
