@@ -22,7 +22,55 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("ledger_records", ledger_records),
     ("web_config", web_config),
     ("filter", filter),
+    ("vbr_body", vbr_body),
+    ("vbr_zip", vbr_zip),
 ];
+
+/// A VBR response body through every decoder of the VBR client (token, error, server, restore
+/// points, FLR mounts, browse results, tasks, sessions): none may panic.
+pub fn vbr_body(data: &[u8]) {
+    use veeam_vbr::decode;
+    let _ = decode::token(data);
+    let _ = decode::api_error(data);
+    let _ = decode::server_info(data);
+    let _ = decode::server_time(data);
+    let _ = decode::backup_objects(data);
+    if let Ok(page) = decode::restore_points(data) {
+        for point in &page.data {
+            let _ = (point.created_at(), point.allows_file_restore());
+        }
+    }
+    let _ = decode::flr_mount(data);
+    let _ = decode::flr_mounts(data);
+    let _ = decode::browse(data);
+    if let Ok(task) = decode::task(data) {
+        let _ = (task.is_finished(), task.succeeded());
+    }
+    let _ = decode::session(data).map(|s| s.is_stopped());
+    let _ = decode::sessions(data);
+}
+
+/// The download ZIP reader with small caps: a hostile archive (a bomb, `..` or absolute names,
+/// truncation) is an error, never a panic, and never more memory than the caps allow. The
+/// first byte picks the guest path looked for.
+pub fn vbr_zip(data: &[u8]) {
+    let Some((&pick, zip)) = data.split_first() else { return };
+    let path = ["C:\\canary\\canary.txt", "/canary/canary.txt", "canary.txt", ""][usize::from(pick % 4)];
+    let limits = veeam_vbr::ZipLimits {
+        max_archive_bytes: 1 << 16,
+        max_entries: 64,
+        max_entry_bytes: 1 << 16,
+        max_total_bytes: 1 << 17,
+    };
+    if let Ok(entry) = veeam_vbr::find_file(zip, path, &limits) {
+        assert!(entry.data.len() as u64 <= limits.max_entry_bytes, "an entry beyond its cap was returned");
+    }
+    if let Ok(entries) = veeam_vbr::archive::entries(zip, &limits) {
+        assert!(entries.len() <= limits.max_entries, "more entries than the cap");
+        let total: u64 = entries.iter().map(|e| e.data.len() as u64).sum();
+        assert!(total <= limits.max_total_bytes, "more bytes than the cap");
+    }
+}
 
 /// An EM response body through every model decoder (see [`em::fuzzing::body`]).
 pub fn em_body(data: &[u8]) {

@@ -59,6 +59,10 @@ fn seeds_and_past_crashes_replay_cleanly() {
     let configs =
         ["examples/config.yml", "src/demo-config.yml", "deploy/systemd/config.yml", "deploy/compose/config.yml"];
     replayed += replay("config", configs.map(|p| (p.to_owned(), fs::read(p).unwrap())));
+    // Veeam's own VBR examples, as scripts/fuzz seeds them.
+    let vbr =
+        files("crates/veeam-vbr/tests/fixtures").into_iter().filter(|p| p.extension().is_some_and(|e| e == "json"));
+    replayed += replay("vbr_body", vbr.map(|p| (p.display().to_string(), fs::read(&p).unwrap())));
     assert!(replayed >= 30, "only {replayed} inputs replayed");
 }
 
