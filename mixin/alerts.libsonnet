@@ -19,12 +19,12 @@
       runbook_url: '%s#%s' % [c.runbookURL, std.asciiLower(name)],
     },
   },
-  // `last_run - last_success > N × interval`: at least N runs failed since the last success.
-  // 0.25 below N absorbs the scheduler's jitter of at most ±10% per interval.
+  // At least N runs failed in a row. The exporter re-runs a probe `retry_after_failure` (5m by
+  // default) after a first failure, so the second one comes within minutes, not an interval.
   local failedInARow = |||
     and on (job, instance, target, probe)
-    (veeam_restore_probe_last_run_timestamp_seconds - veeam_restore_probe_last_success_timestamp_seconds > %g * veeam_restore_probe_interval_seconds)
-  ||| % (c.consecutiveFailures - 0.25),
+    veeam_restore_probe_failures_in_a_row >= %d
+  ||| % c.consecutiveFailures,
 
   prometheusAlerts+:: {
     groups+: [{
@@ -57,13 +57,13 @@
         ),
         alert(
           'VeeamRestoreMountFailing', c.ticketSeverity,
-          'veeam_restore_probe_success{kind="mount"} == 0\n' + failedInARow, '10m',
+          'veeam_restore_probe_success{kind="mount"} == 0\n' + failedInARow, '0m',
           'Canary mounts of Veeam restore points are failing.',
           "Mount probe {{ $labels.probe }} on {{ $labels.target }} failed at least %d times in a row: guest file restores from this VM's backups would fail too." % c.consecutiveFailures,
         ),
         alert(
           'VeeamRestoreFileRestoreFailing', c.ticketSeverity,
-          'veeam_restore_probe_success{kind="file_restore"} == 0\n' + failedInARow, '10m',
+          'veeam_restore_probe_success{kind="file_restore"} == 0\n' + failedInARow, '0m',
           'Canary file restores from Veeam backups are failing.',
           'File-restore probe {{ $labels.probe }} on {{ $labels.target }} failed at least %d times in a row (task failure, restore session Failed or wrong file contents).' % c.consecutiveFailures,
         ),

@@ -49,6 +49,8 @@ local rows = [
       g.query('veeam_restore_probe_content_max_age_seconds{%s}' % probeSel, '{{target}} / {{probe}} max_age'),
     ], 's',
       "Age of the timestamp in each restored canary file (download probes with content_timestamp), against the probe's max_age: proves the backup holds fresh data, not only that it restores."),
+    g.timeseries('Failed runs in a row', g.query('veeam_restore_probe_failures_in_a_row{%s}' % probeSel), 'short', 'Failed runs of each probe in a row; the alerts warn at 2. A first failure is re-run after retry_after_failure.'),
+    g.timeseries('Malware status of the newest point (VBR)', g.query('veeam_restore_point_malware_status{%s} == 1' % probeSel, '{{target}} / {{probe}}: {{status}}'), 'none', "VBR's malware status of the newest restore point each VBR probe found (infected or suspicious pages)."),
   ]),
 
   g.row('Latency', [

@@ -108,6 +108,9 @@ const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(60);
 const DEFAULT_POLL_INITIAL: Duration = Duration::from_millis(500);
 const DEFAULT_POLL_MAX: Duration = Duration::from_secs(10);
 const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// A first failure is confirmed this soon: two failures in a row (what the alerts wait for) then
+/// come within minutes, not an interval.
+const DEFAULT_RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5 * 60);
 /// VBR's `autoUnmount` default is 30 minutes; an hour stays well above every default step.
 const DEFAULT_AUTO_UNMOUNT: Duration = Duration::from_secs(60 * 60);
 
@@ -352,6 +355,7 @@ fn decode_target(value: Value, at: &str, base_dir: &Path, errors: &mut Vec<Strin
         Api::Vbr => decode_auto_unmount(&mut f),
     };
     let target_labels = decode_labels(&mut f);
+    let retry = decode_retry(&mut f);
     let raw_probes: Vec<Value> = f.or("probes", Vec::new());
     if raw_probes.is_empty() {
         f.error("probes", "at least one probe is required");
@@ -360,7 +364,7 @@ fn decode_target(value: Value, at: &str, base_dir: &Path, errors: &mut Vec<Strin
     let mut probe_names = HashSet::new();
     for (j, value) in raw_probes.into_iter().enumerate() {
         let at = format!("{}.probes[{j}]{}", f.at(), name_hint(&value));
-        if let Some(p) = decode_probe(value, &at, api, &target_labels, f.errors()) {
+        if let Some(p) = decode_probe(value, &at, api, retry, &target_labels, f.errors()) {
             check_auto_unmount(&mut f, api, auto_unmount, &p);
             if !probe_names.insert(p.name.clone()) {
                 f.errors().push(format!("{at}.name: duplicate probe name {:?}", p.name));
@@ -393,6 +397,12 @@ fn decode_target(value: Value, at: &str, base_dir: &Path, errors: &mut Vec<Strin
         auto_unmount,
         probes,
     })
+}
+
+/// `retry_after_failure`: `Some(None)` for an explicit `0s` (off), `None` when not set.
+fn decode_retry(f: &mut Fields) -> Option<Option<Duration>> {
+    let Prom(d) = f.optional::<Prom>("retry_after_failure")?;
+    Some((!d.is_zero()).then_some(d))
 }
 
 /// `auto_unmount` (VBR): whole minutes, as VBR takes it.
@@ -428,6 +438,7 @@ fn decode_probe(
     value: Value,
     at: &str,
     api: Api,
+    target_retry: Option<Option<Duration>>,
     target_labels: &BTreeMap<String, String>,
     errors: &mut Vec<String>,
 ) -> Option<Spec> {
@@ -447,6 +458,7 @@ fn decode_probe(
         f.error("interval", "must be at least 1s");
     }
     let timeout = positive_duration(&mut f, "timeout", DEFAULT_PROBE_TIMEOUT);
+    let retry = decode_retry(&mut f).or(target_retry);
     let kind = Kind::decode(&mut f);
     let owner = kind.as_ref().map(Kind::owner);
     let steps = match &kind {
@@ -464,7 +476,10 @@ fn decode_probe(
     if !f.finish(owner.as_deref()) {
         return None;
     }
-    Some(Spec { name: name?, vm: vm?, interval: interval?, timeout, steps, kind, api, labels })
+    // Confirming a failure runs the probe again: not by default for kinds that write into the VM.
+    let default_retry = (!kind.writes_into_vm()).then_some(DEFAULT_RETRY_AFTER_FAILURE);
+    let retry_after_failure = retry.unwrap_or(default_retry);
+    Some(Spec { name: name?, vm: vm?, interval: interval?, timeout, steps, kind, api, retry_after_failure, labels })
 }
 
 #[cfg(test)]
@@ -662,5 +677,29 @@ targets:
         );
         let tape = text("", mount).replace("api: vbr", "api: tape");
         assert!(parse(&tape, Path::new("/")).unwrap_err().0[0].contains("api"), "an unknown API is named");
+    }
+
+    #[test]
+    fn retry_after_failure_defaults_to_5m_but_not_for_restores_into_the_vm() {
+        let text = |target: &str, probe: &str| {
+            format!(
+                "targets:\n  - name: t\n    url: https://em:9398/api/\n    username: u\n    password_env: P\n{target}    \
+                 probes:\n      - {{ name: m, kind: mount, vm: v, interval: 1h{probe} }}\n      \
+                 - {{ name: r, kind: file_restore, mode: catalog, vm: v, path: C:/x, interval: 1d }}\n"
+            )
+        };
+        let retry = |target: &str, probe: &str| {
+            let c = parse(&text(target, probe), Path::new("/")).unwrap();
+            (c.targets[0].probes[0].retry_after_failure, c.targets[0].probes[1].retry_after_failure)
+        };
+        let five = Some(Duration::from_secs(300));
+        assert_eq!(retry("", ""), (five, None), "restores into the VM are not re-run by default");
+        assert_eq!(retry("", ", retry_after_failure: 0s"), (None, None), "0s turns it off");
+        let two = Some(Duration::from_secs(120));
+        assert_eq!(retry("    retry_after_failure: 2m\n", ""), (two, two), "a target's value is the probes' default");
+        assert_eq!(
+            retry("    retry_after_failure: 2m\n", ", retry_after_failure: 1m"),
+            (Some(Duration::from_secs(60)), two)
+        );
     }
 }

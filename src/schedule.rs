@@ -9,6 +9,8 @@
 //! **Invariants:**
 //! - A probe whose definition (kind, VM, path, checks) is unchanged keeps its due time across
 //!   reloads and restarts; a changed interval moves the due time without an immediate run.
+//! - A first failure is confirmed `retry_after_failure` later (when that is sooner than the
+//!   interval); the due time of that retry is kept across restarts like any other.
 //! - A probe that never ran, or whose definition changed, runs soon (staggered).
 //! - The file is rewritten atomically; an unreadable one is logged and treated as empty.
 
@@ -55,6 +57,9 @@ pub struct LastResult {
     pub last_success: Option<SystemTime>,
     #[serde(with = "humantime_serde")]
     pub duration: Duration,
+    /// Failed runs in a row (0 after a success).
+    #[serde(default)]
+    pub failures_in_a_row: u32,
 }
 
 impl Entry {
@@ -158,7 +163,10 @@ impl Schedule {
     }
 
     /// Notes that a run ended now with `result` (`(success, duration)`; `None` for a run that
-    /// found nothing out); the next is due one (jittered) interval later.
+    /// found nothing out); the next is due one (jittered) interval later, or, after a first
+    /// failure, `retry_after_failure` later when that is sooner: two failures in a row (what the
+    /// alerts wait for) are then minutes apart, not an interval. Only the first failure is
+    /// confirmed early, so a broken restore path is not hammered.
     pub fn finished(&self, target: &str, probe: &Spec, result: Option<(bool, Duration)>) -> SystemTime {
         let now = SystemTime::now();
         self.with(|entries| match entries.get_mut(&key(target, &probe.name)) {
@@ -168,7 +176,15 @@ impl Schedule {
                 if let Some((success, duration)) = result {
                     let earlier = entry.last_result.and_then(|r| r.last_success);
                     let last_success = if success { Some(now) } else { earlier };
-                    entry.last_result = Some(LastResult { success, finished_at: now, last_success, duration });
+                    let before = entry.last_result.map_or(0, |r| r.failures_in_a_row);
+                    let failures_in_a_row = if success { 0 } else { before.saturating_add(1) };
+                    entry.last_result =
+                        Some(LastResult { success, finished_at: now, last_success, duration, failures_in_a_row });
+                    if let Some(retry) =
+                        probe.retry_after_failure.filter(|r| failures_in_a_row == 1 && *r < probe.interval)
+                    {
+                        entry.next_due = now + retry;
+                    }
                 }
                 (entry.next_due, true)
             }
@@ -209,6 +225,7 @@ mod tests {
             name: "p".into(),
             kind,
             api: Default::default(),
+            retry_after_failure: None,
             vm: vm.into(),
             interval: Duration::from_secs(interval),
             timeout: Duration::from_secs(60),
@@ -243,6 +260,32 @@ mod tests {
         assert!(moved > SystemTime::now() + Duration::from_secs(80_000), "no immediate run for a new interval");
         let changed = probe("other-vm", 86_400);
         assert!(restarted.due("t", &changed, Duration::from_secs(1)) <= SystemTime::now() + Duration::from_secs(1));
+    }
+
+    #[test]
+    fn only_a_first_failure_is_confirmed_early_and_the_count_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let mut hourly = probe("vm", 3600);
+        hourly.retry_after_failure = Some(Duration::from_secs(300));
+        let s = open(&state);
+        s.due("t", &hourly, Duration::ZERO);
+        let run = |ok: bool| {
+            s.started("t", &hourly);
+            s.finished("t", &hourly, Some((ok, Duration::from_secs(1))))
+        };
+        let soon = SystemTime::now() + Duration::from_secs(301);
+        assert!(run(false) <= soon, "the first failure is re-run after retry_after_failure");
+        assert!(run(false) > SystemTime::now() + Duration::from_secs(3000), "the second waits an interval");
+        assert!(run(false) > SystemTime::now() + Duration::from_secs(3000));
+        assert_eq!(open(&state).last_result("t", &hourly).unwrap().failures_in_a_row, 3);
+        assert!(run(true) > SystemTime::now() + Duration::from_secs(3000));
+        assert_eq!(s.last_result("t", &hourly).unwrap().failures_in_a_row, 0);
+        let mut fast = probe("vm", 60);
+        fast.retry_after_failure = Some(Duration::from_secs(300));
+        s.started("t", &fast);
+        let next = s.finished("t", &fast, Some((false, Duration::from_secs(1))));
+        assert!(next <= SystemTime::now() + Duration::from_secs(67), "never later than the interval");
     }
 
     #[test]

@@ -287,6 +287,7 @@ impl Shared {
         let m = self.metrics.write();
         let labels = [target, probe.name.as_str(), probe.kind.label()];
         m.probe_success.with_label_values(&labels).set(i64::from(last.success));
+        m.failures_in_a_row.with_label_values(&labels).set(f64::from(last.failures_in_a_row));
         m.probe_last_duration.with_label_values(&labels).set(last.duration.as_secs_f64());
         m.last_run.with_label_values(&labels).set(unix_seconds(last.finished_at));
         if let Some(at) = last.last_success {
@@ -402,6 +403,9 @@ fn publish(shared: &Shared, target: &str, probe: &Spec, report: RunReport) {
     }
     let result = if report.outcome.is_ok() { RUN_SUCCESS } else { RUN_FAILURE };
     m.probe_runs.with_label_values(&[target, &probe.name, probe.kind.label(), result]).inc();
+    if let Some(last) = shared.schedule.last_result(target, probe) {
+        m.failures_in_a_row.with_label_values(&labels).set(f64::from(last.failures_in_a_row));
+    }
     m.probe_duration.with_label_values(&labels).observe(report.duration.as_secs_f64());
     m.probe_last_duration.with_label_values(&labels).set(report.duration.as_secs_f64());
     m.last_run.with_label_values(&labels).set(unix_seconds(report.finished_at));

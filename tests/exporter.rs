@@ -59,10 +59,15 @@ async fn healthy_runs_of_every_probe_kind_then_clean_shutdown() {
     let config = std::fs::read_to_string(setup.config_path()).unwrap();
     let dir = setup.config_path().parent().unwrap().to_owned();
     std::fs::write(dir.join("wrong-password"), "not-the-password").unwrap();
+    // And a VBR server, so the VBR-only series (the malware status) are in it.
+    let vbr = veeam_vbr_sim::start(veeam_vbr_sim::SimConfig::default()).await.unwrap();
+    std::fs::write(dir.join("password"), "canary\n").unwrap();
     let locked = format!(
         "    restore_watch: {{ interval: 1s }}\n  - name: locked\n    url: {}\n    username: svc-canary\n    \
-         password_file: wrong-password\n    probes:\n      - {{ name: locked-mount, kind: mount, vm: canary-win01, interval: 1h }}\n",
-        sim.api_url
+         password_file: wrong-password\n    probes:\n      - {{ name: locked-mount, kind: mount, vm: canary-win01, interval: 1h }}\n  \
+         - name: vbr\n    api: vbr\n    url: {}\n    username: svc-canary\n    password_file: password\n    probes:\n      \
+         - {{ name: vbr-mount, kind: mount, vm: canary-infected01, interval: 1h }}\n",
+        sim.api_url, vbr.url
     );
     std::fs::write(setup.config_path(), format!("{config}{locked}")).unwrap();
     let mut exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
@@ -82,9 +87,13 @@ async fn healthy_runs_of_every_probe_kind_then_clean_shutdown() {
     }
     assert_eq!(value(&first, "veeam_restore_orphaned_mounts", &[("state", "unresolved")]), Some(0.0));
 
-    for (probe, kind) in
-        [("mount", "mount"), ("file", "file_restore"), ("catalog", "file_restore"), ("fresh", "file_restore")]
-    {
+    for (probe, kind) in [
+        ("mount", "mount"),
+        ("file", "file_restore"),
+        ("catalog", "file_restore"),
+        ("fresh", "file_restore"),
+        ("vbr-mount", "mount"),
+    ] {
         exporter.wait_metric("veeam_restore_probe_success", &[("probe", probe), ("kind", kind)], |v| v == 1.0).await;
     }
     exporter
@@ -571,5 +580,34 @@ async fn secrets_never_appear_in_logs_metrics_or_pages() {
             assert!(!text.contains(secret.as_str()), "a session id or token appears in the {what}");
         }
     }
+    sim.shutdown().await;
+}
+
+/// Failure confirmation: an hourly probe whose first run fails runs again after
+/// `retry_after_failure` (2s here, 5m by default), so two failures in a row (what the alerts
+/// wait for) come within seconds, not an hour; a path that stays broken is then tried once an
+/// interval, not every retry.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_failure_is_confirmed_after_retry_after_failure_not_an_interval_later() {
+    let sim = start_sim().await;
+    sim.add_fault(Fault {
+        endpoint: Some(Call::MountCreate),
+        kind: FaultKind::Status { status: 503, message: None },
+        times: Some(2),
+    });
+    let setup = Setup::new(
+        &sim.api_url,
+        "      - { name: m, kind: mount, vm: canary-win01, interval: 1h, retry_after_failure: 2s }\n",
+    );
+    let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
+    exporter.wait_metric("veeam_restore_probe_failures_in_a_row", &[("probe", "m")], |v| v == 2.0).await;
+    let m = exporter.metrics().await;
+    assert_eq!(value(&m, "veeam_restore_probe_runs_total", &[("probe", "m"), ("result", "failure")]), Some(2.0));
+    let next = value(&m, "veeam_restore_probe_next_run_timestamp_seconds", &[("probe", "m")]).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!(
+        next > now + 3000.0,
+        "after the confirmation the next run is an interval away, not a retry: {next} vs {now}"
+    );
     sim.shutdown().await;
 }

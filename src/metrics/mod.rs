@@ -80,6 +80,7 @@ metrics! {
     probe_duration: HistogramVec = ("veeam_restore_probe_duration_seconds", "Duration of completed probe runs, cleanup included.", TPK, RUN_BUCKETS),
     probe_last_duration: GaugeVec = ("veeam_restore_probe_last_duration_seconds", cached("Duration of the probe's last completed run, cleanup included."), TPK),
     phase_last_duration: GaugeVec = ("veeam_restore_probe_phase_last_duration_seconds", cached("Duration of each phase in the probe's last run that reached it."), TPKP),
+    failures_in_a_row: GaugeVec = ("veeam_restore_probe_failures_in_a_row", cached("Failed runs of the probe in a row, 0 after a success (kept across restarts). A first failure is re-run after retry_after_failure, so a second one comes within minutes."), TPK),
     probe_interval: GaugeVec = ("veeam_restore_probe_interval_seconds", "Configured time between runs of the probe, for staleness alerts.", TPK),
     probe_timeout: GaugeVec = ("veeam_restore_probe_timeout_seconds", "Configured budget of one run's work steps (unmount comes on top).", TPK),
     probe_runs: IntCounterVec = ("veeam_restore_probe_runs_total", "Probe runs by result: success, failure, or cancelled (cut short by shutdown, cleanup done).", &["target", "probe", "kind", "result"]),

@@ -61,6 +61,8 @@ pub struct Spec {
     pub kind: Kind,
     /// The API of its target: it decides the phases a run goes through.
     pub api: Api,
+    /// After a first failed run, run again this soon to confirm it (`None`: off).
+    pub retry_after_failure: Option<Duration>,
     /// Labels the user attached (the target's, overridden by the probe's), exported only on
     /// `veeam_restore_probe_info`.
     pub labels: std::collections::BTreeMap<String, String>,
