@@ -28,6 +28,7 @@ pub async fn start(storage: &Path) -> Result<(Demo, PathBuf), String> {
     };
     let sim = crate::sim::start(crate::sim::SimConfig { timings, ..crate::sim::SimConfig::default() }).await?;
     tracing::info!(url = %sim.api_url, "demo: simulated Enterprise Manager started");
+    stage(&sim)?;
     // The state directory holds session tokens: when the demo creates it, it is private, as
     // the ledger would make it (an existing one is left as it is and checked by the ledger).
     if !storage.exists() {
@@ -62,6 +63,32 @@ pub async fn start(storage: &Path) -> Result<(Demo, PathBuf), String> {
 }
 
 /// Writes a file, `0600` when `private` (else `0644`; on Windows both inherit the directory's ACL).
+/// What the demo's probes and restore watch find on the simulated EM: a canary file written an
+/// hour ago (content freshness), and restores other users ran of a VM the demo does not probe
+/// (the watch leaves the canaries' own out): one failed, one still running.
+fn stage(sim: &crate::sim::SimServer) -> Result<(), String> {
+    let written = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let stamp = humantime::format_rfc3339_seconds(written).to_string();
+    if !sim.set_guest_file("canary-win01", "C:/canary/stamp.txt", &stamp) {
+        return Err("demo: the simulator has no canary-win01".into());
+    }
+    let restores = [
+        ("canary-lnx01", "RestoreVm", 7200, Some(1800), "Success"),
+        ("canary-lnx01", "FileLevelRestore", 5400, Some(600), "Failed"),
+        ("canary-lnx01", "FileLevelRestore", 900, None, "Success"),
+    ];
+    for (vm, job_type, age, duration, result) in restores {
+        sim.add_restore_session(crate::sim::ExternalRestore {
+            vm: vm.into(),
+            job_type: job_type.into(),
+            age: Duration::from_secs(age),
+            duration: duration.map(Duration::from_secs),
+            result: Some(result.into()),
+        })?;
+    }
+    Ok(())
+}
+
 fn write(path: &Path, body: &str, private: bool) -> Result<(), String> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -101,7 +128,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("vbr-ca.pem"), "").unwrap();
         let parsed = crate::config::parse(&config, dir.path()).unwrap();
-        assert_eq!(parsed.targets[0].probes.len(), 3);
+        assert_eq!(parsed.targets[0].probes.len(), 5);
         assert_eq!(parsed.targets[1].probes.len(), 4);
     }
 }

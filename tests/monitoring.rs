@@ -232,3 +232,23 @@ fn inhibit_rules_name_real_alerts() {
     assert!(em["source_matchers"][0].as_str().unwrap().contains("VeeamRestoreEnterpriseManagerUnreachable"));
     assert!(em["target_matchers"][0].as_str().unwrap().contains("VeeamRestoreMountFailing"));
 }
+
+/// Every metric the dashboard and the alert rules use (Prometheus' own `up` and `ALERTS` aside).
+pub fn used_metrics() -> BTreeSet<String> {
+    let exposed = exposed();
+    let mut used = BTreeSet::new();
+    let dashboard: Value = serde_json::from_str(&read("dashboards/veeam-restore-health.json")).unwrap();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            used.extend(check_expr("dashboard", t["expr"].as_str().unwrap(), &exposed));
+        }
+    }
+    let rules: serde_norway::Value = serde_norway::from_str(&read("alerts/veeam-restore-exporter.rules.yml")).unwrap();
+    for group in rules["groups"].as_sequence().unwrap() {
+        for rule in group["rules"].as_sequence().unwrap() {
+            used.extend(check_expr("alert", rule["expr"].as_str().unwrap(), &exposed));
+        }
+    }
+    used.retain(|m| !["up", "ALERTS", "ALERTS_FOR_STATE"].contains(&m.as_str()));
+    used
+}

@@ -499,3 +499,37 @@ async fn log_lines_go_to_the_log_file_when_asked() {
     assert!(stderr.trim().lines().count() == 1 && stderr.starts_with("--log.file: "), "{stderr}");
     sim.shutdown().await;
 }
+
+/// `--demo` shows everything: every metric the dashboard and the alerts use appears in its
+/// `/metrics` once each demo probe ran (failure counters aside: they need failures).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_shows_every_metric_the_dashboard_and_alerts_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("state");
+    let exporter =
+        crate::support::exporter::Exporter::start_with(&["--demo", &format!("--storage.path={}", storage.display())])
+            .await;
+    let probes = [
+        "canary-mount",
+        "canary-file",
+        "canary-stamp",
+        "canary-replica",
+        "canary-catalog",
+        "vbr-mount",
+        "vbr-file",
+        "vbr-restore",
+        "vbr-infected",
+    ];
+    for probe in probes {
+        exporter.wait_metric("veeam_restore_probe_success", &[("probe", probe)], |v| v == 1.0).await;
+    }
+    exporter.wait_metric("veeam_restore_watch_last_success_timestamp_seconds", &[], |v| v > 0.0).await;
+    let text = exporter.metrics().await;
+    let lazy = ["veeam_restore_probe_failures_total", "veeam_restore_em_logon_failures_total"];
+    let missing: Vec<String> = crate::monitoring::used_metrics()
+        .into_iter()
+        .filter(|m| !lazy.contains(&m.as_str()))
+        .filter(|m| !text.lines().any(|l| l.starts_with(&format!("{m}{{")) || l.starts_with(&format!("{m} "))))
+        .collect();
+    assert!(missing.is_empty(), "the demo does not show {missing:?}");
+}
