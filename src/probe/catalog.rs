@@ -18,7 +18,7 @@ pub struct CatalogProbe {
 impl ProbeKind for CatalogProbe {
     const KIND: &'static str = "file_restore";
     /// The one name for both APIs: EM calls it a catalog restore, VBR an FLR restore; both put
-    /// the file back where it was. `mode: catalog` is accepted too (see [`Kind::decode`]).
+    /// the file back where it was. `mode: catalog` is accepted too (see [`Kind::decode`](super::Kind::decode)).
     const MODE: Option<&'static str> = Some("original_location");
     /// EM: the catalog browse task, the restore task, then the restore session.
     const PHASES: &'static [Phase] = &[Phase::Lookup, Phase::Browse, Phase::Restore, Phase::RestoreSession];
