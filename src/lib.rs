@@ -16,6 +16,7 @@
 //! - [`metrics`]: every metric name, in one place.
 //! - [`fields`]: strict decoding of YAML mappings key by key (every problem, each named).
 //! - [`history`]: recent runs for the landing page.
+//! - [`overview`]: the landing page's overview of probes and targets, read from the exposition.
 //! - [`exposition`]: the `/metrics` body, re-encoded in the background when something changed.
 //! - [`watch`]: the passive restore watch: other users' restores, counted once.
 //! - [`web`]: landing page, `/metrics`, health, readiness, reload.
@@ -40,6 +41,7 @@ pub mod history;
 pub mod ledger;
 pub mod logging;
 pub mod metrics;
+pub mod overview;
 pub mod platform;
 pub mod probe;
 pub mod schedule;

@@ -226,12 +226,15 @@ async fn landing(State(state): State<Arc<WebState>>) -> Html<String> {
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Veeam Restore Exporter</title>\
          <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;margin-bottom:1em}}\
          td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}}\
-         .ok{{color:#1a7f37}}.fail{{color:#cf222e}}</style></head><body>\
+         .ok{{color:#1a7f37}}.fail{{color:#cf222e}}.state{{font-weight:bold;color:#fff}}.up{{background:#1a7f37}}\
+         .down{{background:#cf222e}}.unknown{{background:#9a6700}}</style></head><body>\
          <h1>Veeam Restore Exporter</h1><p>Proves Veeam restores work by running them on a schedule. Version {}.</p>\
          <ul><li><a href=\"{}\">Metrics</a></li><li><a href=\"/-/healthy\">Health</a></li><li><a href=\"/-/ready\">Readiness</a></li></ul>",
         env!("CARGO_PKG_VERSION"),
         escape(&state.telemetry_path)
     );
+    let exposition = state.metrics.exposition().snapshot();
+    page.push_str(&crate::overview::render(&config, &String::from_utf8_lossy(&exposition.plain), &state.history));
     for target in &config.targets {
         let _ =
             write!(page, "<h2>Target {} <small>({})</small></h2>", escape(&target.name), escape(target.url.as_str()));

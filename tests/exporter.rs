@@ -164,7 +164,20 @@ async fn healthy_runs_of_every_probe_kind_then_clean_shutdown() {
     assert!(unzipped.contains("\nprocess_cpu_seconds_total "), "process metrics follow as a second gzip member");
 
     let page = reqwest::get(exporter.url("/")).await.unwrap().text().await.unwrap();
-    for needle in ["Target sim", "Probe mount", "Probe catalog", "success", "unmount", "restore_session", "/metrics"] {
+    for needle in [
+        "Target sim",
+        "Probe mount",
+        "Probe catalog",
+        "success",
+        "unmount",
+        "restore_session",
+        "/metrics",
+        "<h2>Overview</h2>",
+        "class=\"state up\">UP<",
+        "class=\"state down\">FAILING (",
+        "no_restore_point (",
+        "point infected",
+    ] {
         assert!(page.contains(needle), "landing page lacks {needle:?}");
     }
     for path in ["/-/healthy", "/-/ready"] {
