@@ -104,6 +104,18 @@ pub fn render(config: &Config, exposition: &str, history: &History) -> String {
         "<h2>Overview</h2><table class=\"overview\"><tr><th>Target</th><th>Probe</th><th>State</th>\
          <th>Last success</th><th>Restore point age</th><th>Content age</th><th>Next run</th><th>Top failure reason</th></tr>",
     );
+    probe_rows(&mut page, config, &s, history);
+    page.push_str(
+        "</table><table class=\"overview\"><tr><th>Target</th><th>API</th><th>Reachable</th><th>Logon backoff</th>\
+         <th>Orphaned mounts</th></tr>",
+    );
+    target_rows(&mut page, config, &s);
+    page.push_str("</table>");
+    page
+}
+
+/// One row per probe.
+fn probe_rows(page: &mut String, config: &Config, s: &Samples, history: &History) {
     for target in &config.targets {
         for probe in &target.probes {
             let want = [("target", target.name.as_str()), ("probe", probe.name.as_str())];
@@ -152,10 +164,10 @@ pub fn render(config: &Config, exposition: &str, history: &History) -> String {
             );
         }
     }
-    page.push_str(
-        "</table><table class=\"overview\"><tr><th>Target</th><th>API</th><th>Reachable</th><th>Logon backoff</th>\
-         <th>Orphaned mounts</th></tr>",
-    );
+}
+
+/// One row per target.
+fn target_rows(page: &mut String, config: &Config, s: &Samples) {
     for target in &config.targets {
         let want = [("target", target.name.as_str())];
         let (class, up) = match s.value("veeam_restore_em_up", &want) {
@@ -187,8 +199,6 @@ pub fn render(config: &Config, exposition: &str, history: &History) -> String {
             target.api.as_str(),
         );
     }
-    page.push_str("</table>");
-    page
 }
 
 #[cfg(test)]
