@@ -21,6 +21,16 @@ fn alive_sessions(sim: &SimServer) -> usize {
     sim.state().sessions.iter().filter(|s| s.alive).count()
 }
 
+/// Live sessions the exporter ever used. A SIGKILL while EM answers a logon leaves a session
+/// whose token never arrived: no request ever carries it, nobody can log it off, it owns
+/// nothing, and only EM's idle timeout ends it (see crash_points).
+fn alive_used_sessions(sim: &SimServer) -> (usize, usize) {
+    let used: std::collections::HashSet<String> = sim.requests().into_iter().filter_map(|r| r.session).collect();
+    let alive: Vec<_> = sim.state().sessions.into_iter().filter(|s| s.alive).collect();
+    let known = alive.iter().filter(|s| used.contains(&s.id)).count();
+    (known, alive.len() - known)
+}
+
 fn requests_to(sim: &SimServer, endpoint: Call) -> usize {
     sim.requests().iter().filter(|r| r.endpoint == Some(endpoint)).count()
 }
@@ -156,14 +166,25 @@ async fn sigkill_at_random_moments_leaves_no_mount_and_at_most_one_session() {
         exporter.wait_metric("veeam_restore_probe_runs_total", &[("probe", probe)], |v| v >= runs + 2.0).await;
         exporter.wait_metric("veeam_restore_probe_success", &[("probe", probe)], |v| v == 1.0).await;
     }
-    eventually(Duration::from_secs(30), "leftovers of the killed processes to be cleaned", || async {
+    // Within 60 s (a loaded machine): no unreachable mount, at most the two probes' own mounts of
+    // the moment, at most the current session.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
         let state = sim.state();
         let orphans = state.mounts.iter().filter(|m| !m.session_alive).count();
-        // At most the two probes' own mounts of the moment.
-        let stale_mounts = state.mounts.len() > 2;
-        (orphans == 0 && !stale_mounts && alive_sessions(&sim) <= 1).then_some(())
-    })
-    .await;
+        let (used, lost) = alive_used_sessions(&sim);
+        if orphans == 0 && state.mounts.len() <= 2 && used <= 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "leftovers of the killed processes not cleaned in 60 s: {orphans} unreachable mounts, {} mounts, \
+             {used} live sessions in use, {lost} never used\n{}",
+            state.mounts.len(),
+            exporter.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     exporter.wait_metric("veeam_restore_orphaned_mounts", &[("state", "unresolved")], |v| v == 0.0).await;
     // Crashed sessions were logged off (waited for: the exposition lags up to 200 ms).
     let logoffs = exporter.wait_metric("veeam_restore_em_logoffs_total", &[("target", "sim")], |v| v >= 1.0).await;
@@ -171,7 +192,8 @@ async fn sigkill_at_random_moments_leaves_no_mount_and_at_most_one_session() {
     exporter.signal("TERM");
     assert!(exporter.wait_exit(Duration::from_secs(30)).await.success());
     assert!(sim.state().mounts.is_empty(), "{:?}", sim.state().mounts);
-    assert_eq!(alive_sessions(&sim), 0);
+    let (used, lost_logons) = alive_used_sessions(&sim);
+    assert_eq!(used, 0, "every session the exporter knew of is logged off");
     assert_eq!(setup.records(), 0);
     let storage = setup.storage();
     let mut files: Vec<String> = ["", "mounts", "sessions"]
@@ -184,7 +206,8 @@ async fn sigkill_at_random_moments_leaves_no_mount_and_at_most_one_session() {
     assert_eq!(files, ["schedule.json"], "the state directory holds only its own files");
     eprintln!(
         "crash loop: {kills} SIGKILLs ({with_mount} with a mount on EM, at most {most_sessions} live sessions at a kill); \
-         {mounts_created} mounts created in all; after one clean start and SIGTERM: 0 mounts, 0 live sessions, \
+         {mounts_created} mounts created in all; after one clean start and SIGTERM: 0 mounts, 0 live sessions \
+         the exporter knew of ({lost_logons} whose logon answer a kill cut off: EM's idle timeout ends them), \
          0 records, {logoffs} sessions of killed processes logged off by the last one"
     );
     sim.shutdown().await;
