@@ -318,13 +318,8 @@ async fn run_once(target: &TargetRuntime, probe: &Spec, shared: &Shared) -> RunR
             Ok(session) => session,
             Err(e) => return logon_failed(started, e.reason(), &e),
         };
-        let observer = ProbeObserver {
-            metrics: shared.metrics.clone(),
-            target: target.config.name.clone(),
-            probe: probe.name.clone(),
-            kind: probe.kind.label(),
-        };
-        let polling = Polling { initial: target.config.poll_initial, max: target.config.poll_max };
+        let observer = observer_of(target, probe, shared);
+        let polling = polling_of(target);
         let run = Run::new(
             &session,
             &target.config.name,
@@ -356,13 +351,8 @@ async fn run_once_vbr(target: &TargetRuntime, probe: &Spec, shared: &Shared) -> 
         Ok(session) => session,
         Err(e) => return logon_failed(started, e.reason(), &e),
     };
-    let observer = ProbeObserver {
-        metrics: shared.metrics.clone(),
-        target: target.config.name.clone(),
-        probe: probe.name.clone(),
-        kind: probe.kind.label(),
-    };
-    let polling = Polling { initial: target.config.poll_initial, max: target.config.poll_max };
+    let observer = observer_of(target, probe, shared);
+    let polling = polling_of(target);
     let minutes = u32::try_from(target.config.auto_unmount.as_secs() / 60).unwrap_or(u32::MAX);
     VbrRun::new(
         &session,
@@ -377,6 +367,21 @@ async fn run_once_vbr(target: &TargetRuntime, probe: &Spec, shared: &Shared) -> 
     )
     .execute()
     .await
+}
+
+/// What a run of `probe` reports to: the metrics, labelled with its target, name and kind.
+fn observer_of(target: &TargetRuntime, probe: &Spec, shared: &Shared) -> ProbeObserver {
+    ProbeObserver {
+        metrics: shared.metrics.clone(),
+        target: target.config.name.clone(),
+        probe: probe.name.clone(),
+        kind: probe.kind.label(),
+    }
+}
+
+/// How the target's task polls back off.
+fn polling_of(target: &TargetRuntime) -> Polling {
+    Polling { initial: target.config.poll_initial, max: target.config.poll_max }
 }
 
 /// The report of a run that could not log on.
