@@ -16,7 +16,7 @@ use crate::config::{self, Config};
 use crate::duration;
 use crate::exposition;
 use crate::history::History;
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, StateLock};
 use crate::logging::{self, LogFormat};
 use crate::metrics::{Metrics, unix_seconds};
 use crate::platform::{self, Event, Signals};
@@ -78,6 +78,16 @@ pub struct Flags {
     /// Start the built-in simulated Enterprise Manager and probe it with a demo configuration.
     #[arg(long)]
     pub demo: bool,
+    /// Check every target without mounting or restoring anything (DNS, TCP, TLS, logon, API
+    /// versions, each probe's VM and newest restore point), print one line per check, log off
+    /// and exit: 0 when every check passed, 1 otherwise.
+    #[arg(long, conflicts_with_all = ["config_check", "probe_once"])]
+    pub preflight: bool,
+    /// Run one probe now (TARGET/PROBE), print its phases, clean up and exit: 0 when it
+    /// succeeded, 1 when it failed, 2 when it could not run (e.g. a running service holds
+    /// --storage.path).
+    #[arg(long = "probe.once", value_name = "TARGET/PROBE", conflicts_with = "config_check")]
+    pub probe_once: Option<String>,
     /// Run as the Windows service `veeam-restore-exporter` (the MSI's service passes it).
     #[cfg(windows)]
     #[arg(long = "windows-service")]
@@ -155,6 +165,39 @@ fn config_check(flags: &Flags) -> ExitCode {
     }
 }
 
+/// `--preflight` and `--probe.once`: talk to the servers in the foreground, print to standard
+/// output, log (warnings and up, unless `--log.level` says otherwise) to standard error.
+async fn first_contact(mut flags: Flags) -> ExitCode {
+    let level = if flags.log_level == "info" { "warn" } else { flags.log_level.as_str() };
+    if let Err(e) = logging::init(level, flags.log_format, flags.log_file.as_deref()) {
+        eprintln!("--log.file: {e}");
+        return ExitCode::FAILURE;
+    }
+    // With --demo, against the built-in simulators: a way to see what these print.
+    let _demo = match start_demo(&mut flags).await {
+        Ok(demo) => demo,
+        Err(e) => {
+            eprintln!("cannot start the demo: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Some(path) = &flags.config_file else {
+        eprintln!("--config.file is required");
+        return ExitCode::from(2);
+    };
+    let config = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    match &flags.probe_once {
+        Some(which) => crate::once::run(&config, which, &flags.storage_path).await,
+        None => crate::preflight::run(&config).await,
+    }
+}
+
 /// Parses the command line: `--help` and `--version` print and exit 0; any other problem is one
 /// line naming the flag, and exit code 1.
 pub fn parse_flags() -> Result<Flags, ExitCode> {
@@ -202,6 +245,9 @@ pub async fn run_until(mut flags: Flags, stop: CancellationToken) -> ExitCode {
     if flags.config_check {
         return config_check(&flags);
     }
+    if flags.preflight || flags.probe_once.is_some() {
+        return first_contact(flags).await;
+    }
     // Logging first, so that every start-up error comes in the chosen format.
     if let Err(e) = logging::init(&flags.log_level, flags.log_format, flags.log_file.as_deref()) {
         eprintln!("--log.file: {e}");
@@ -235,6 +281,8 @@ pub async fn run_until(mut flags: Flags, stop: CancellationToken) -> ExitCode {
 
 /// A started exporter: web server, scheduler generations, and what reloads need.
 struct Exporter {
+    /// Keeps `--probe.once` (or a second service) off the records while this process runs.
+    _state_lock: StateLock,
     config_file: PathBuf,
     grace_period: Duration,
     /// `--config.auto-reload-interval`, and the checksum of the file as last loaded or tried.
@@ -263,6 +311,7 @@ impl Exporter {
         })?;
         let config = Arc::new(config);
         let ledger = Ledger::open(&flags.storage_path).map_err(|e| format!("--storage.path: {e}"))?;
+        let state_lock = ledger.lock().map_err(|e| format!("--storage.path: {e}"))?;
         let listener = std::net::TcpListener::bind(checked.address)
             .map_err(|e| format!("cannot listen on {}: {e}", checked.address))?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -307,6 +356,7 @@ impl Exporter {
         tracing::info!(address = %bound, tls = tls.is_some(), "Listening on");
         let generation = Generation::start(&config, &shared);
         Ok(Exporter {
+            _state_lock: state_lock,
             config_checksum: checksum(&config_file),
             config_file,
             grace_period: checked.grace_period,

@@ -47,6 +47,12 @@ pub mod stored_secret {
     }
 }
 
+/// The state directory, held by this process until dropped (see [`Ledger::lock`]).
+#[derive(Debug)]
+pub struct StateLock {
+    _file: fs::File,
+}
+
 /// The state directory (`--storage.path`).
 #[derive(Clone, Debug)]
 pub struct Ledger {
@@ -74,6 +80,28 @@ impl Ledger {
             remove_interrupted_writes(&sub);
         }
         Ok(Ledger { root: dir.to_owned() })
+    }
+
+    /// Takes the state directory for this process, or says who has it. One process at a time:
+    /// two would each take the other's mounts in flight for orphans and unmount them. The
+    /// operating system drops the lock when the process ends, however it ends.
+    pub fn lock(&self) -> Result<StateLock, String> {
+        let path = self.root.join("lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(StateLock { _file: file }),
+            Err(fs::TryLockError::WouldBlock) => Err(format!(
+                "state directory {} is in use by another veeam-restore-exporter process (the running service?); \
+                 stop it, or give this one another --storage.path",
+                self.root.display()
+            )),
+            Err(fs::TryLockError::Error(e)) => Err(format!("cannot lock {}: {e}", path.display())),
+        }
     }
 
     fn dir_of<R: Record>(&self) -> PathBuf {

@@ -306,7 +306,7 @@ impl Shared {
 /// session expired between keep-alives), it starts over once, logged on again (or with the same
 /// session, when EM says it still knows it): nothing is at stake yet, so that is no failure. A
 /// 401 after a mount exists keeps the orphan handling.
-async fn run_once(target: &TargetRuntime, probe: &Spec, shared: &Shared) -> RunReport {
+pub(crate) async fn run_once(target: &TargetRuntime, probe: &Spec, shared: &Shared) -> RunReport {
     cleanup::pass(target).await;
     if target.config.api == Api::Vbr {
         return run_once_vbr(target, probe, shared).await;

@@ -26,6 +26,7 @@ mod em_client;
 mod em_fixtures;
 mod exporter;
 mod fault_matrix;
+mod first_contact;
 mod fuzz_regressions;
 mod monitoring;
 mod operations;

@@ -19,6 +19,8 @@ use tokio::sync::{Mutex, Semaphore};
 
 mod vbr;
 
+pub use vbr::vbr_client;
+
 use crate::cleanup::{self, MountRecord, SessionRecord};
 use crate::config::Target;
 use crate::em::{self, Client, ClientConfig, Session};
@@ -98,6 +100,16 @@ fn backoff_after(refusals: u32) -> Duration {
     base.mul_f64(rand::rng().random_range(0.9..=1.1))
 }
 
+/// An EM client with the target's settings.
+pub fn em_client(c: &Target, password: Secret, observer: Option<Arc<dyn em::RequestObserver>>) -> em::Result<Client> {
+    let mut config = ClientConfig::new(c.url.clone(), c.username.clone(), password);
+    config.format = c.format;
+    config.ca_file = c.ca_file.clone();
+    config.insecure_skip_verify = c.insecure_skip_verify;
+    config.request_timeout = c.request_timeout;
+    Client::new(config, observer)
+}
+
 impl TargetRuntime {
     pub fn new(config: Target, metrics: Arc<Metrics>, ledger: Ledger, state: Arc<TargetState>) -> TargetRuntime {
         TargetRuntime { permits: Semaphore::new(config.max_concurrent_probes), config, metrics, ledger, state }
@@ -121,14 +133,8 @@ impl TargetRuntime {
     }
 
     pub(crate) fn client(&self, password: Secret) -> em::Result<Client> {
-        let c = &self.config;
-        let mut config = ClientConfig::new(c.url.clone(), c.username.clone(), password);
-        config.format = c.format;
-        config.ca_file = c.ca_file.clone();
-        config.insecure_skip_verify = c.insecure_skip_verify;
-        config.request_timeout = c.request_timeout;
-        let observer = Arc::new(ApiObserver { metrics: self.metrics.clone(), target: c.name.clone() });
-        Client::new(config, Some(observer))
+        let observer = Arc::new(ApiObserver { metrics: self.metrics.clone(), target: self.config.name.clone() });
+        em_client(&self.config, password, Some(observer))
     }
 
     /// The current session, logging on first if there is none. Called only between probe runs.

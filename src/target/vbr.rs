@@ -9,6 +9,7 @@ use veeam_vbr::{Client, ClientConfig, Session};
 
 use super::TargetRuntime;
 use crate::cleanup;
+use crate::config::Target;
 use crate::metrics::ApiObserver;
 use crate::secret::Secret;
 
@@ -19,15 +20,23 @@ pub(super) struct CurrentVbr {
     session: Session,
 }
 
+/// A VBR client with the target's settings.
+pub fn vbr_client(
+    c: &Target,
+    password: Secret,
+    observer: Option<Arc<dyn veeam_vbr::RequestObserver>>,
+) -> veeam_vbr::Result<Client> {
+    let mut config = ClientConfig::new(c.url.clone(), c.username.clone(), password);
+    config.ca_file = c.ca_file.clone();
+    config.insecure_skip_verify = c.insecure_skip_verify;
+    config.request_timeout = c.request_timeout;
+    Client::new(config, observer)
+}
+
 impl TargetRuntime {
     fn vbr_client(&self, password: Secret) -> veeam_vbr::Result<Client> {
-        let c = &self.config;
-        let mut config = ClientConfig::new(c.url.clone(), c.username.clone(), password);
-        config.ca_file = c.ca_file.clone();
-        config.insecure_skip_verify = c.insecure_skip_verify;
-        config.request_timeout = c.request_timeout;
-        let observer = Arc::new(ApiObserver { metrics: self.metrics.clone(), target: c.name.clone() });
-        Client::new(config, Some(observer))
+        let observer = Arc::new(ApiObserver { metrics: self.metrics.clone(), target: self.config.name.clone() });
+        vbr_client(&self.config, password, Some(observer))
     }
 
     /// The current VBR session, logging on first if there is none (or the settings changed).

@@ -57,6 +57,7 @@ pub enum Endpoint {
     MountDelete,
     FileRestore,
     Download,
+    CatalogPoints,
     CatalogBrowse,
     CatalogRestore,
     Task,
@@ -74,7 +75,7 @@ impl Endpoint {
     pub fn family(self) -> &'static str {
         match self {
             Endpoint::ApiRoot | Endpoint::Logon | Endpoint::Logoff | Endpoint::LogonSession => "session",
-            Endpoint::Query => "query",
+            Endpoint::Query | Endpoint::CatalogPoints => "query",
             Endpoint::MountCreate
             | Endpoint::MountList
             | Endpoint::MountGet

@@ -274,6 +274,38 @@ impl Session {
         Task::decode(doc.root())
     }
 
+    /// The ids of a VM's indexed restore points in the catalog
+    /// (`GET /catalog/vms/{vm}/vmRestorePoints`); `None` when the catalog does not know the VM
+    /// (`404`: its guest files were never indexed). Reads only: nothing is mounted.
+    pub async fn catalog_point_ids(&self, vm: &str) -> Result<Option<Vec<String>>> {
+        let mut url = self.client.url("catalog/vms")?;
+        url.path_segments_mut()
+            .map_err(|_| Error::Config("base URL cannot have a path".into()))?
+            .pop_if_empty()
+            .push(vm)
+            .push("vmRestorePoints");
+        let doc = match self.get(url, Endpoint::CatalogPoints).await {
+            Ok(doc) => doc,
+            Err(Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let root = doc.root();
+        // XML: `<EntityReferences><Ref …/>`; JSON names the list `Refs`.
+        let mut refs = root.items("EntityReferences", "Ref");
+        if refs.is_empty() {
+            refs = root.items("Refs", "Ref");
+        }
+        Ok(Some(
+            refs.into_iter()
+                .filter_map(|r| {
+                    let uid = r.str("UID");
+                    let from_uid = uid.as_deref().and_then(|u| u.rsplit(':').next()).map(str::to_owned);
+                    from_uid.or_else(|| r.str("Href").as_deref().and_then(id_from_href).map(str::to_owned))
+                })
+                .collect(),
+        ))
+    }
+
     /// `…/catalog/vms/{vm}/vmRestorePoints/{id}`, each part one encoded path segment.
     fn catalog_point_url(&self, vm: &str, point_id: &str) -> Result<Url> {
         let mut url = self.client.url("catalog/vms")?;
