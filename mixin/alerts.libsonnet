@@ -43,17 +43,17 @@
           'No target of the exporter (%s) exists in Prometheus: nobody is checking that Veeam restores work.' % c.exporterSelector,
         ),
         alert(
-          'VeeamRestoreEnterpriseManagerUnreachable', c.pageSeverity,
-          'veeam_restore_em_up == 0\n', c.emUnreachableFor,
-          'Veeam Enterprise Manager does not answer the exporter.',
-          'Logon or keep-alive to Enterprise Manager {{ $labels.target }} has failed for %s; no restore can be tested.' % c.emUnreachableFor,
+          'VeeamRestoreServerUnreachable', c.pageSeverity,
+          'veeam_restore_server_up == 0\n', c.emUnreachableFor,
+          'A Veeam server (Enterprise Manager or Backup & Replication) does not answer the exporter.',
+          'Logon or keep-alive to {{ $labels.target }} (api {{ $labels.api }}) has failed for %s; no restore can be tested.' % c.emUnreachableFor,
         ),
         alert(
           'VeeamRestoreLogonFailing', c.pageSeverity,
-          'sum by (job, instance, target, reason) (increase(veeam_restore_em_logon_failures_total{reason=~"logon_failed|forbidden|config"}[%s])) > 0\n' % c.logonFailureWindow,
+          'sum by (job, instance, target, reason) (increase(veeam_restore_logon_failures_total{reason=~"logon_failed|forbidden|config"}[%s])) > 0\n' % c.logonFailureWindow,
           '15m',
-          'The exporter cannot log on to Veeam Enterprise Manager.',
-          'Logons to {{ $labels.target }} keep failing with reason {{ $labels.reason }}: check the account, its password and its Enterprise Manager role.',
+          'The exporter cannot log on to a Veeam server.',
+          'Logons to {{ $labels.target }} keep failing with reason {{ $labels.reason }}: check the account, its password and its role (run the exporter with --preflight).',
         ),
         alert(
           'VeeamRestoreMountFailing', c.ticketSeverity,
@@ -163,7 +163,7 @@
     {
       // While EM is unreachable (or the exporter cannot log on), every probe of that EM fails
       // for the same reason.
-      source_matchers: ['alertname =~ "VeeamRestoreEnterpriseManagerUnreachable|VeeamRestoreLogonFailing"'],
+      source_matchers: ['alertname =~ "VeeamRestoreServerUnreachable|VeeamRestoreLogonFailing"'],
       target_matchers: ['alertname =~ "VeeamRestoreMountFailing|VeeamRestoreFileRestoreFailing|VeeamRestoreNoRecentSuccess|VeeamRestoreProbeSlow|VeeamRestoreSessionRunningLong"'],
       equal: ['job', 'instance', 'target'],
     },

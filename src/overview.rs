@@ -170,12 +170,12 @@ fn probe_rows(page: &mut String, config: &Config, s: &Samples, history: &History
 fn target_rows(page: &mut String, config: &Config, s: &Samples) {
     for target in &config.targets {
         let want = [("target", target.name.as_str())];
-        let (class, up) = match s.value("veeam_restore_em_up", &want) {
+        let (class, up) = match s.value("veeam_restore_server_up", &want) {
             Some(v) if v >= 1.0 => ("up", "UP"),
             Some(_) => ("down", "DOWN"),
             None => ("unknown", "UNKNOWN"),
         };
-        let backoff = s.value("veeam_restore_em_logon_backoff_seconds", &want).unwrap_or(0.0);
+        let backoff = s.value("veeam_restore_logon_backoff_seconds", &want).unwrap_or(0.0);
         let backoff = if backoff > 0.0 {
             format!("refused; next try after {}", short(Duration::from_secs_f64(backoff)))
         } else {

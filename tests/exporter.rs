@@ -108,7 +108,7 @@ async fn healthy_runs_of_every_probe_kind_then_clean_shutdown() {
         )
         .await;
     let m = exporter.metrics().await;
-    assert_eq!(value(&m, "veeam_restore_em_up", &[("target", "sim")]), Some(1.0));
+    assert_eq!(value(&m, "veeam_restore_server_up", &[("target", "sim")]), Some(1.0));
     assert!(
         value(&m, "veeam_restore_probe_restore_sessions_total", &[("probe", "catalog"), ("result", "success")])
             .unwrap()
@@ -127,13 +127,14 @@ async fn healthy_runs_of_every_probe_kind_then_clean_shutdown() {
             > 0.0
     );
     assert!(
-        value(&m, "veeam_restore_em_tasks_total", &[("operation", "MountRestorePoint"), ("result", "success")])
+        value(&m, "veeam_restore_server_tasks_total", &[("operation", "MountRestorePoint"), ("result", "success")])
             .unwrap()
             >= 2.0
     );
-    assert!(value(&m, "veeam_restore_em_requests_total", &[("endpoint", "task"), ("code", "200")]).unwrap() >= 1.0);
+    assert!(value(&m, "veeam_restore_server_requests_total", &[("endpoint", "task"), ("code", "200")]).unwrap() >= 1.0);
     assert!(
-        value(&m, "veeam_restore_em_requests_total", &[("endpoint", "mount_delete"), ("code", "204")]).unwrap() >= 2.0
+        value(&m, "veeam_restore_server_requests_total", &[("endpoint", "mount_delete"), ("code", "204")]).unwrap()
+            >= 2.0
     );
     assert!(value(&m, "veeam_restore_exporter_build_info", &[("version", env!("CARGO_PKG_VERSION"))]) == Some(1.0));
     assert!(m.contains("process_resident_memory_bytes"));
@@ -210,7 +211,7 @@ async fn mount_task_failure_is_reported_with_ems_message() {
     let m = exporter.metrics().await;
     assert_eq!(value(&m, "veeam_restore_probe_success", &[("probe", "mount")]), Some(0.0));
     assert_eq!(
-        value(&m, "veeam_restore_em_tasks_total", &[("operation", "MountRestorePoint"), ("result", "failed")]),
+        value(&m, "veeam_restore_server_tasks_total", &[("operation", "MountRestorePoint"), ("result", "failed")]),
         Some(1.0)
     );
     assert!(
@@ -238,7 +239,11 @@ async fn stuck_restore_task_times_out_and_the_mount_is_still_deleted() {
         .await;
     let m = exporter.metrics().await;
     assert_eq!(
-        value(&m, "veeam_restore_em_tasks_total", &[("operation", "FileRestoreFromMountPoint"), ("result", "timeout")]),
+        value(
+            &m,
+            "veeam_restore_server_tasks_total",
+            &[("operation", "FileRestoreFromMountPoint"), ("result", "timeout")]
+        ),
         Some(1.0)
     );
     assert!(
@@ -298,13 +303,13 @@ async fn expired_session_is_replaced_between_runs() {
     let setup = Setup::new(&sim.api_url, &mount("2s"));
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
     exporter.wait_metric("veeam_restore_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
-    assert_eq!(value(&exporter.metrics().await, "veeam_restore_em_logons_total", &[("target", "sim")]), Some(1.0));
+    assert_eq!(value(&exporter.metrics().await, "veeam_restore_logons_total", &[("target", "sim")]), Some(1.0));
     assert!(sim.expire_sessions() >= 1);
-    exporter.wait_metric("veeam_restore_em_logons_total", &[("target", "sim")], |v| v >= 2.0).await;
+    exporter.wait_metric("veeam_restore_logons_total", &[("target", "sim")], |v| v >= 2.0).await;
     let runs = value(&exporter.metrics().await, "veeam_restore_probe_runs_total", &[("probe", "mount")]).unwrap();
     exporter.wait_metric("veeam_restore_probe_runs_total", &[("probe", "mount")], |v| v >= runs + 1.0).await;
     exporter.wait_metric("veeam_restore_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
-    assert_eq!(value(&exporter.metrics().await, "veeam_restore_em_up", &[("target", "sim")]), Some(1.0));
+    assert_eq!(value(&exporter.metrics().await, "veeam_restore_server_up", &[("target", "sim")]), Some(1.0));
     sim.shutdown().await;
 }
 
@@ -456,9 +461,9 @@ async fn em_down_is_reported_while_metrics_keep_answering() {
         .wait_metric("veeam_restore_probe_failures_total", &[("probe", "mount"), ("reason", "transport")], |v| v >= 1.0)
         .await;
     let m = exporter.metrics().await;
-    assert_eq!(value(&m, "veeam_restore_em_up", &[("target", "sim")]), Some(0.0));
+    assert_eq!(value(&m, "veeam_restore_server_up", &[("target", "sim")]), Some(0.0));
     assert_eq!(value(&m, "veeam_restore_probe_success", &[("probe", "mount")]), Some(0.0));
-    assert!(value(&m, "veeam_restore_em_logon_failures_total", &[("reason", "transport")]).unwrap() >= 1.0);
+    assert!(value(&m, "veeam_restore_logon_failures_total", &[("reason", "transport")]).unwrap() >= 1.0);
     assert_eq!(reqwest::get(exporter.url("/-/ready")).await.unwrap().status(), 200, "readiness never depends on EM");
 }
 
@@ -566,7 +571,7 @@ async fn secrets_never_appear_in_logs_metrics_or_pages() {
     let mut exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
     exporter.wait_metric("veeam_restore_probe_success", &[("probe", "file")], |v| v == 1.0).await;
     sim.expire_sessions();
-    exporter.wait_metric("veeam_restore_em_logons_total", &[("target", "sim")], |v| v >= 2.0).await;
+    exporter.wait_metric("veeam_restore_logons_total", &[("target", "sim")], |v| v >= 2.0).await;
 
     // Both sessions, whatever the machine's load made of the timing.
     let sessions = eventually(Duration::from_secs(20), "two logon sessions", || async {

@@ -148,13 +148,13 @@ fn dashboard_structure_queries_and_metrics() {
         "veeam_restore_probe_last_success_timestamp_seconds",
         "veeam_restore_probe_duration_seconds_bucket",
         "veeam_restore_probe_phase_last_duration_seconds",
-        "veeam_restore_em_tasks_total",
+        "veeam_restore_server_tasks_total",
         "veeam_restore_probe_restore_session_progress_ratio",
         "veeam_restore_point_creation_timestamp_seconds",
         "veeam_restore_orphaned_mounts",
-        "veeam_restore_em_up",
-        "veeam_restore_em_requests_total",
-        "veeam_restore_em_request_duration_seconds_bucket",
+        "veeam_restore_server_up",
+        "veeam_restore_server_requests_total",
+        "veeam_restore_server_request_duration_seconds_bucket",
         "process_resident_memory_bytes",
     ] {
         assert!(used.contains(metric), "the dashboard does not show {metric}");
@@ -229,7 +229,7 @@ fn inhibit_rules_name_real_alerts() {
         assert!(!rule["equal"].as_sequence().unwrap().is_empty(), "inhibition is scoped");
     }
     let em = &rules[0];
-    assert!(em["source_matchers"][0].as_str().unwrap().contains("VeeamRestoreEnterpriseManagerUnreachable"));
+    assert!(em["source_matchers"][0].as_str().unwrap().contains("VeeamRestoreServerUnreachable"));
     assert!(em["target_matchers"][0].as_str().unwrap().contains("VeeamRestoreMountFailing"));
 }
 

@@ -81,16 +81,16 @@ async fn a_refused_logon_backs_off_and_a_corrected_password_is_tried_at_once() {
                   - { name: b, kind: mount, vm: canary-win01, interval: 10s }\n";
     let setup = Setup::with(&sim.api_url, probes, "wrong", "5s");
     let exporter = Exporter::start(&setup.config_path(), &setup.storage()).await;
-    exporter.wait_metric("veeam_restore_em_logon_failures_total", &[("reason", "logon_failed")], |v| v == 1.0).await;
+    exporter.wait_metric("veeam_restore_logon_failures_total", &[("reason", "logon_failed")], |v| v == 1.0).await;
     let m = exporter.metrics().await;
-    assert_eq!(value(&m, "veeam_restore_em_up", &[("target", "sim")]), Some(0.0));
-    assert!(value(&m, "veeam_restore_em_logon_backoff_seconds", &[("target", "sim")]).unwrap() >= 27.0);
+    assert_eq!(value(&m, "veeam_restore_server_up", &[("target", "sim")]), Some(0.0));
+    assert!(value(&m, "veeam_restore_logon_backoff_seconds", &[("target", "sim")]).unwrap() >= 27.0);
     // Keep-alives every 5s and two probes would have made 4 attempts or more in this window.
     tokio::time::sleep(Duration::from_secs(12)).await;
     let refused = sim.requests().iter().filter(|r| r.endpoint == Some(Call::Logon) && r.status == 401).count();
     assert_eq!(refused, 1, "one refused logon, then backoff");
     let m = exporter.metrics().await;
-    assert_eq!(value(&m, "veeam_restore_em_logon_failures_total", &[("reason", "logon_failed")]), Some(1.0));
+    assert_eq!(value(&m, "veeam_restore_logon_failures_total", &[("reason", "logon_failed")]), Some(1.0));
     for probe in ["a", "b"] {
         assert_eq!(
             value(&m, "veeam_restore_probe_failures_total", &[("probe", probe), ("reason", "logon_failed")]),
@@ -99,8 +99,8 @@ async fn a_refused_logon_backs_off_and_a_corrected_password_is_tried_at_once() {
         );
     }
     std::fs::write(setup.dir.path().join("password"), "canary\n").unwrap();
-    exporter.wait_metric("veeam_restore_em_up", &[("target", "sim")], |v| v == 1.0).await;
-    exporter.wait_metric("veeam_restore_em_logon_backoff_seconds", &[("target", "sim")], |v| v == 0.0).await;
+    exporter.wait_metric("veeam_restore_server_up", &[("target", "sim")], |v| v == 1.0).await;
+    exporter.wait_metric("veeam_restore_logon_backoff_seconds", &[("target", "sim")], |v| v == 0.0).await;
     sim.shutdown().await;
 }
 
@@ -239,7 +239,7 @@ async fn the_web_config_serves_tls_and_requires_basic_auth() {
     let ok = client.get(url("/metrics")).basic_auth("prometheus", Some("scrape-pw")).send().await.unwrap();
     assert_eq!(ok.status(), 200);
     assert_eq!(ok.headers().get("x-frame-options").unwrap(), "deny");
-    assert!(ok.text().await.unwrap().contains("veeam_restore_em_up"));
+    assert!(ok.text().await.unwrap().contains("veeam_restore_server_up"));
     assert_eq!(client.post(url("/-/reload")).send().await.unwrap().status(), 401);
     let reloaded = client.post(url("/-/reload")).basic_auth("prometheus", Some("scrape-pw")).send().await.unwrap();
     assert_eq!(reloaded.status(), 200);
@@ -525,7 +525,7 @@ async fn the_demo_shows_every_metric_the_dashboard_and_alerts_use() {
     }
     exporter.wait_metric("veeam_restore_watch_last_success_timestamp_seconds", &[], |v| v > 0.0).await;
     let text = exporter.metrics().await;
-    let lazy = ["veeam_restore_probe_failures_total", "veeam_restore_em_logon_failures_total"];
+    let lazy = ["veeam_restore_probe_failures_total", "veeam_restore_logon_failures_total"];
     let missing: Vec<String> = crate::monitoring::used_metrics()
         .into_iter()
         .filter(|m| !lazy.contains(&m.as_str()))

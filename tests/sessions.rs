@@ -45,7 +45,7 @@ async fn two_server_errors_on_unmount_then_sigterm_leave_nothing_behind() {
     assert_eq!(requests_to(&sim, Call::MountDelete), 3, "two 500s, then the deleting attempt");
     let m = exporter.metrics().await;
     assert_eq!(
-        value(&m, "veeam_restore_em_requests_total", &[("endpoint", "mount_delete"), ("code", "500")]),
+        value(&m, "veeam_restore_server_requests_total", &[("endpoint", "mount_delete"), ("code", "500")]),
         Some(2.0)
     );
     assert_eq!(value(&m, "veeam_restore_probe_failures_total", &[("reason", "unmount_failed")]), None);
@@ -87,7 +87,7 @@ async fn a_session_that_still_owns_a_mount_is_not_logged_off_and_the_next_start_
     })
     .await;
     // The exposition is re-encoded at most every 200 ms: wait for the count rather than read it.
-    exporter.wait_metric("veeam_restore_em_logoffs_total", &[("target", "sim")], |v| v >= 1.0).await;
+    exporter.wait_metric("veeam_restore_logoffs_total", &[("target", "sim")], |v| v >= 1.0).await;
     sim.shutdown().await;
 }
 
@@ -109,7 +109,7 @@ async fn next_run_after_em_forgot_the_session(probe: &str, yaml: &str) {
     let log = exporter.logs().lines().filter(|l| l.contains("probe failed")).collect::<Vec<_>>().join("\n");
     assert_eq!(failures, Some(0.0), "{log}");
     assert_eq!(value(&m, "veeam_restore_probe_success", &[("probe", probe)]), Some(1.0));
-    assert!(value(&m, "veeam_restore_em_logons_total", &[("target", "sim")]).unwrap() >= 2.0);
+    assert!(value(&m, "veeam_restore_logons_total", &[("target", "sim")]).unwrap() >= 2.0);
     sim.shutdown().await;
 }
 
@@ -187,7 +187,7 @@ async fn sigkill_at_random_moments_leaves_no_mount_and_at_most_one_session() {
     }
     exporter.wait_metric("veeam_restore_orphaned_mounts", &[("state", "unresolved")], |v| v == 0.0).await;
     // Crashed sessions were logged off (waited for: the exposition lags up to 200 ms).
-    let logoffs = exporter.wait_metric("veeam_restore_em_logoffs_total", &[("target", "sim")], |v| v >= 1.0).await;
+    let logoffs = exporter.wait_metric("veeam_restore_logoffs_total", &[("target", "sim")], |v| v >= 1.0).await;
     let mut exporter = exporter;
     exporter.signal("TERM");
     assert!(exporter.wait_exit(Duration::from_secs(30)).await.success());
@@ -279,6 +279,6 @@ async fn a_spurious_401_on_keep_alive_keeps_the_session_and_opens_no_second_one(
     exporter.wait_metric("veeam_restore_probe_runs_total", &[("probe", "mount")], |v| v >= runs + 2.0).await;
     assert_eq!(requests_to(&sim, Call::Logon), logons, "no second logon");
     assert_eq!(alive_sessions(&sim), 1);
-    assert_eq!(value(&exporter.metrics().await, "veeam_restore_em_up", &[("target", "sim")]), Some(1.0));
+    assert_eq!(value(&exporter.metrics().await, "veeam_restore_server_up", &[("target", "sim")]), Some(1.0));
     sim.shutdown().await;
 }

@@ -69,10 +69,12 @@ async fn every_probe_kind_runs_against_vbr_and_leaves_only_other_users_mounts() 
         value(&m, "veeam_restore_point_malware_status", &[("probe", probe), ("status", status)])
     };
     assert_eq!(status("mount", "clean"), Some(1.0), "{m}");
+    assert_eq!(value(&m, "veeam_restore_server_up", &[("target", "vbr"), ("api", "vbr")]), Some(1.0), "{m}");
+    assert_eq!(value(&m, "veeam_restore_probe_info", &[("probe", "mount"), ("api", "vbr")]), Some(1.0), "{m}");
     assert_eq!(status("infected", "infected"), Some(1.0), "{m}");
     assert_eq!(status("infected", "clean"), Some(0.0));
     assert_eq!(value(&m, "veeam_restore_probe_restore_session_progress_ratio", &[("probe", "restore")]), Some(1.0));
-    assert!(value(&m, "veeam_restore_em_requests_total", &[("endpoint", "mount_create")]).unwrap() >= 4.0);
+    assert!(value(&m, "veeam_restore_server_requests_total", &[("endpoint", "mount_create")]).unwrap() >= 4.0);
     assert_eq!(live_mounts(&sim), others, "every probe unmounted its own mount, and only its own");
     assert!(sim.state().restored.iter().any(|r| r.path.contains("canary.txt")), "the restore reached the VM");
     assert_eq!(std::fs::read_dir(dir.path().join("state/flr")).unwrap().count(), 0, "no record left");

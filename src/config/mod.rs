@@ -195,6 +195,7 @@ fn check_label(f: &mut Fields, key: &str, value: &str) {
 /// Label names the exporter uses itself (or Prometheus adds): user labels must not clash.
 pub const RESERVED_LABELS: &[&str] = &[
     "target",
+    "api",
     "probe",
     "kind",
     "mode",

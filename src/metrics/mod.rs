@@ -75,7 +75,7 @@ const TPK: &[&str] = &["target", "probe", "kind"];
 const TPKP: &[&str] = &["target", "probe", "kind", "phase"];
 
 metrics! {
-    em_up: IntGaugeVec = ("veeam_restore_em_up", "1 if the last check of the Enterprise Manager (logon or keep-alive) succeeded, 0 if not.", T),
+    server_up: IntGaugeVec = ("veeam_restore_server_up", "1 if the last check of the target's server (logon or keep-alive) succeeded, 0 if not; api is em (Enterprise Manager) or vbr (Backup & Replication).", &["target", "api"]),
     probe_success: IntGaugeVec = ("veeam_restore_probe_success", cached("1 if the probe's last completed run succeeded, 0 if it failed."), TPK),
     probe_duration: HistogramVec = ("veeam_restore_probe_duration_seconds", "Duration of completed probe runs, cleanup included.", TPK, RUN_BUCKETS),
     probe_last_duration: GaugeVec = ("veeam_restore_probe_last_duration_seconds", cached("Duration of the probe's last completed run, cleanup included."), TPK),
@@ -88,21 +88,21 @@ metrics! {
     last_run: GaugeVec = ("veeam_restore_probe_last_run_timestamp_seconds", "Unix time the probe's last run completed.", TPK),
     last_success: GaugeVec = ("veeam_restore_probe_last_success_timestamp_seconds", "Unix time the probe's last successful run completed.", TPK),
     next_run: GaugeVec = ("veeam_restore_probe_next_run_timestamp_seconds", "Unix time the probe is scheduled to run next (kept across restarts and reloads).", TPK),
-    tasks: IntCounterVec = ("veeam_restore_em_tasks_total", "EM tasks started by probes, by operation and outcome.", &["target", "operation", "result"]),
-    restore_progress: GaugeVec = ("veeam_restore_probe_restore_session_progress_ratio", "Progress (0-1) of the catalog restore session a probe is following, updated live.", TP),
-    restore_sessions: IntCounterVec = ("veeam_restore_probe_restore_sessions_total", "Catalog restore sessions followed to the end, by EM's result.", &["target", "probe", "result"]),
+    tasks: IntCounterVec = ("veeam_restore_server_tasks_total", "Server tasks started by probes (EM tasks, VBR FLR tasks), by operation and outcome.", &["target", "operation", "result"]),
+    restore_progress: GaugeVec = ("veeam_restore_probe_restore_session_progress_ratio", "Progress (0-1) of the original-location restore a probe is following (EM restore session, VBR restore task), updated live.", TP),
+    restore_sessions: IntCounterVec = ("veeam_restore_probe_restore_sessions_total", "Original-location restores followed to the end, by the server's result.", &["target", "probe", "result"]),
     content_age: GaugeVec = ("veeam_restore_probe_content_age_seconds", cached("Age of the timestamp in the restored canary file (content_timestamp) when the probe read it."), TP),
     content_max_age: GaugeVec = ("veeam_restore_probe_content_max_age_seconds", "Configured content_timestamp.max_age of the probe.", TP),
     point_malware: IntGaugeVec = ("veeam_restore_point_malware_status", cached("VBR's malware status of the newest restore point the probe found: 1 for the current status (clean, informative, suspicious, infected, or unknown when VBR reports none), 0 for the others. VBR targets only."), &["target", "probe", "status"]),
     point_creation: GaugeVec = ("veeam_restore_point_creation_timestamp_seconds", cached("Unix time the newest restore point the probe found was created."), TP),
     orphaned_mounts: IntGaugeVec = ("veeam_restore_orphaned_mounts", "Mounts left behind by earlier runs: retrying = cleanup will be retried, unresolved = the owning logon session expired and an operator must remove it.", &["target", "state"]),
     orphans_cleaned: IntCounterVec = ("veeam_restore_orphaned_mounts_cleaned_total", "Mounts left behind by earlier runs that were found and deleted.", T),
-    logons: IntCounterVec = ("veeam_restore_em_logons_total", "Logon attempts.", T),
-    logon_failures: IntCounterVec = ("veeam_restore_em_logon_failures_total", "Failed logon attempts, by reason.", &["target", "reason"]),
-    logon_backoff: GaugeVec = ("veeam_restore_em_logon_backoff_seconds", "Wait imposed after the last refused logon before the next attempt (0 after a successful logon); protects the account from lockout.", T),
-    logoffs: IntCounterVec = ("veeam_restore_em_logoffs_total", "Logon sessions logged off: at shutdown, and sessions an earlier process left open.", T),
-    api_requests: IntCounterVec = ("veeam_restore_em_requests_total", "Requests to the EM REST API, by endpoint and HTTP status (\"error\" when none was received).", &["target", "endpoint", "code"]),
-    api_duration: HistogramVec = ("veeam_restore_em_request_duration_seconds", "Duration of requests to the EM REST API, by endpoint family (session, query, mount, restore, task).", &["target", "family"], API_BUCKETS),
+    logons: IntCounterVec = ("veeam_restore_logons_total", "Logon attempts.", T),
+    logon_failures: IntCounterVec = ("veeam_restore_logon_failures_total", "Failed logon attempts, by reason.", &["target", "reason"]),
+    logon_backoff: GaugeVec = ("veeam_restore_logon_backoff_seconds", "Wait imposed after the last refused logon before the next attempt (0 after a successful logon); protects the account from lockout.", T),
+    logoffs: IntCounterVec = ("veeam_restore_logoffs_total", "Logon sessions logged off: at shutdown, and sessions an earlier process left open.", T),
+    api_requests: IntCounterVec = ("veeam_restore_server_requests_total", "Requests to the target's REST API (EM or VBR), by endpoint and HTTP status (\"error\" when none was received).", &["target", "endpoint", "code"]),
+    api_duration: HistogramVec = ("veeam_restore_server_request_duration_seconds", "Duration of requests to the target's REST API (EM or VBR), by endpoint family (session, query, mount, restore, task).", &["target", "family"], API_BUCKETS),
     watch_sessions: IntCounterVec = ("veeam_restore_watch_sessions_total", "Restore sessions anyone ran on EM that finished, by job type and result (restore_watch; the canary VMs' own sessions excluded). Kept across restarts.", &["target", "job_type", "result"]),
     watch_running: IntGaugeVec = ("veeam_restore_watch_running_sessions", "Restore sessions running on EM now (restore_watch; the canary VMs' own excluded).", T),
     watch_oldest_running: GaugeVec = ("veeam_restore_watch_oldest_running_seconds", "How long the oldest running restore session has been running (0 when none).", T),
@@ -262,7 +262,14 @@ impl Metrics {
         self.probe_info.set(config);
         for t in &config.targets {
             let target = t.name.as_str();
-            m.em_up.with_label_values(&[target]);
+            let api = t.api.as_str();
+            // A target that switched API keeps no series of the old one.
+            self.series.prune(&|name, labels| {
+                name == "veeam_restore_server_up"
+                    && labels.get("target") == Some(target)
+                    && labels.get("api") != Some(api)
+            });
+            m.server_up.with_label_values(&[target, api]);
             m.logons.with_label_values(&[target]);
             m.logoffs.with_label_values(&[target]);
             m.logon_backoff.with_label_values(&[target]);
@@ -484,12 +491,12 @@ targets:
         for result in RestoreResult::ALL {
             has(format!("probe=\"c\",result=\"{}\"", result.as_str()));
         }
-        has("veeam_restore_em_logons_total{target=\"t\"} 0".into());
+        has("veeam_restore_logons_total{target=\"t\"} 0".into());
         // What only matters once it happened is not pre-created: it would multiply series.
-        assert!(!text.contains("veeam_restore_em_logon_failures_total{"), "{text}");
+        assert!(!text.contains("veeam_restore_logon_failures_total{"), "{text}");
         assert!(!text.contains("result=\"cancelled\""), "{text}");
         assert!(!text.contains("veeam_restore_probe_failures_total{"), "{text}");
-        assert!(!text.contains("veeam_restore_em_tasks_total{"), "{text}");
+        assert!(!text.contains("veeam_restore_server_tasks_total{"), "{text}");
         assert!(!text.contains("probe=\"m\",result=\"warning\""), "only catalog probes follow restore sessions");
     }
 
@@ -553,6 +560,6 @@ targets:
         assert_eq!(series("probe=\"rekinded\",reason"), 0, "the mount kind's failures went with it: {text}");
         assert!(text.contains("kind=\"file_restore\",probe=\"rekinded\",result=\"success\""), "{text}");
         assert_eq!(series("probe=\"m\",reason=\"timeout\",target=\"keep\""), 1, "{text}");
-        assert_eq!(series("veeam_restore_em_requests_total{code=\"503\",endpoint=\"logon\",target=\"keep\"}"), 1);
+        assert_eq!(series("veeam_restore_server_requests_total{code=\"503\",endpoint=\"logon\",target=\"keep\"}"), 1);
     }
 }

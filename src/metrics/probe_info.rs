@@ -36,6 +36,7 @@ impl ProbeInfo {
                 let point = p.kind.point().as_str();
                 let mut labels = vec![
                     ("target".to_owned(), t.name.clone()),
+                    ("api".to_owned(), t.api.as_str().to_owned()),
                     ("probe".to_owned(), p.name.clone()),
                     ("kind".to_owned(), p.kind.label().to_owned()),
                     ("mode".to_owned(), p.kind.mode().unwrap_or("").to_owned()),

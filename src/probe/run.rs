@@ -404,7 +404,7 @@ impl<'a> Run<'a> {
     /// `DELETE` the mount, then list the point's mounts to confirm it is gone. Transient
     /// failures (5xx, timeouts, transport, garbled bodies, a mount still listed) are retried
     /// with backoff until `deadline`; a 404 on `DELETE` means already gone (the listing
-    /// confirms it). Each attempt shows in `veeam_restore_em_requests_total{endpoint="mount_delete"}`.
+    /// confirms it). Each attempt shows in `veeam_restore_server_requests_total{endpoint="mount_delete"}`.
     async fn delete_and_confirm(&self, mounted: &Mounted, deadline: Instant) -> Result<(), String> {
         let session = self.session;
         let href = mounted.mount.delete_href();

@@ -123,6 +123,12 @@ impl TargetRuntime {
         &self.config.name
     }
 
+    /// `veeam_restore_server_up`: whether the last logon or keep-alive got through.
+    fn set_up(&self, up: bool) {
+        let labels = [self.name(), self.config.api.as_str()];
+        self.metrics.write().server_up.with_label_values(&labels).set(i64::from(up));
+    }
+
     /// Everything the client is built from but the password.
     fn identity(&self) -> String {
         let c = &self.config;
@@ -225,7 +231,7 @@ impl TargetRuntime {
         match &result {
             Ok(s) => {
                 tracing::info!(target_name = name, session_ref = session_ref(s.id()), "logged on to EM");
-                self.metrics.write().em_up.with_label_values(&[name]).set(1);
+                self.set_up(true);
                 self.note_logon_accepted();
                 if let Err(e) = self.ledger.put(&SessionRecord::of(name, s)) {
                     tracing::error!(target_name = name, err = %e, "cannot record the logon session; after a crash it would stay open on EM");
@@ -236,7 +242,7 @@ impl TargetRuntime {
                 let wait = if refused { Some(self.note_logon_refused(&password)) } else { None };
                 tracing::warn!(target_name = name, reason = e.reason(), err = %e, next_attempt_in = ?wait, "EM logon failed");
                 self.metrics.write().logon_failures.with_label_values(&[name, e.reason()]).inc();
-                self.metrics.write().em_up.with_label_values(&[name]).set(0);
+                self.set_up(false);
             }
         }
         result
@@ -268,7 +274,7 @@ impl TargetRuntime {
         self.metrics.write().logon_backoff.with_label_values(&[self.name()]).set(0.0);
     }
 
-    /// Keeps the session alive (EM expires it after 15 idle minutes) and refreshes `veeam_restore_em_up`.
+    /// Keeps the session alive (EM expires it after 15 idle minutes) and refreshes `veeam_restore_server_up`.
     /// An expired session is replaced here, between runs; runs in progress keep theirs.
     pub async fn keep_alive(&self) {
         if self.config.api == Api::Vbr {
@@ -280,7 +286,7 @@ impl TargetRuntime {
             return;
         };
         match session.keep_alive().await {
-            Ok(()) => self.metrics.write().em_up.with_label_values(&[self.name()]).set(1),
+            Ok(()) => self.set_up(true),
             Err(em::Error::SessionExpired { .. }) => {
                 if self.drop_if_lost(&session).await {
                     tracing::info!(target_name = self.name(), "EM logon session expired; logging on again");
@@ -289,7 +295,7 @@ impl TargetRuntime {
             }
             Err(e) => {
                 tracing::warn!(target_name = self.name(), err = %e, "EM keep-alive failed");
-                self.metrics.write().em_up.with_label_values(&[self.name()]).set(0);
+                self.set_up(false);
             }
         }
     }

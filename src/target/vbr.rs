@@ -72,7 +72,7 @@ impl TargetRuntime {
         match &result {
             Ok(s) => {
                 tracing::info!(target_name = name, api_version = %s.api_version(), "logged on to VBR");
-                self.metrics.write().em_up.with_label_values(&[name]).set(1);
+                self.set_up(true);
                 self.note_logon_accepted();
             }
             Err(e) => {
@@ -80,14 +80,14 @@ impl TargetRuntime {
                 let wait = if refused { Some(self.note_logon_refused(&password)) } else { None };
                 tracing::warn!(target_name = name, reason = e.reason(), err = %e, next_attempt_in = ?wait, "VBR logon failed");
                 self.metrics.write().logon_failures.with_label_values(&[name, e.reason()]).inc();
-                self.metrics.write().em_up.with_label_values(&[name]).set(0);
+                self.set_up(false);
             }
         }
         result
     }
 
     /// Checks VBR still answers (`GET /api/v1/serverTime`, open to every role) and refreshes
-    /// `veeam_restore_em_up`; logs on when there is no session yet.
+    /// `veeam_restore_server_up`; logs on when there is no session yet.
     pub(super) async fn vbr_keep_alive(&self) {
         let current = self.state.vbr.lock().await.as_ref().map(|c| c.session.clone());
         let Some(session) = current else {
@@ -95,10 +95,10 @@ impl TargetRuntime {
             return;
         };
         match session.server_time().await {
-            Ok(_) => self.metrics.write().em_up.with_label_values(&[self.name()]).set(1),
+            Ok(_) => self.set_up(true),
             Err(e) => {
                 tracing::warn!(target_name = self.name(), err = %e, "VBR check failed");
-                self.metrics.write().em_up.with_label_values(&[self.name()]).set(0);
+                self.set_up(false);
                 if matches!(e, veeam_vbr::Error::SessionExpired { .. }) {
                     // The client already renewed and logged on again; start over next time.
                     *self.state.vbr.lock().await = None;
