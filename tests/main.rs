@@ -16,6 +16,9 @@
 //!   independence from the client.
 //! - `vbr_client`: the VBR client against the simulated VBR server: two readings of the specs meet.
 //! - `vbr_exporter`: the exporter binary against the simulated VBR server, every probe kind.
+//! - `vbr_fault_matrix`: every simulated VBR fault in every phase of every kind, and SIGTERM in
+//!   every phase; prints the matrices.
+//! - `first_contact`: `--preflight` and `--probe.once` against both simulators.
 //! - `watch`: the passive restore watch: other users' restores counted once, across restarts.
 //! - `monitoring`: dashboards and alert rules: structure, PromQL, only real metrics.
 //! - `support`: shared helpers (simulator start-up, the exporter process, bounded polling).
@@ -35,4 +38,5 @@ mod sim_api;
 mod support;
 mod vbr_client;
 mod vbr_exporter;
+mod vbr_fault_matrix;
 mod watch;

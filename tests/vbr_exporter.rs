@@ -12,7 +12,7 @@ use crate::support::exporter::{Exporter, value};
 
 const CANARY: &str = "veeam-restore-exporter canary file on canary-win01\n";
 
-async fn sim() -> SimServer {
+pub(crate) async fn sim() -> SimServer {
     let timings = Timings {
         mount_duration: Duration::from_millis(200),
         task_duration: Duration::from_millis(600),
@@ -37,7 +37,7 @@ fn setup(sim: &SimServer, probes: &str) -> tempfile::TempDir {
     dir
 }
 
-fn live_mounts(sim: &SimServer) -> Vec<String> {
+pub(crate) fn live_mounts(sim: &SimServer) -> Vec<String> {
     sim.state().live_mounts().iter().map(|m| m.initiator.clone()).collect()
 }
 
@@ -160,7 +160,7 @@ async fn a_sigkill_at_any_vbr_request_leaves_no_mount_of_ours() {
 }
 
 /// The simulator's admin API (`/sim/…`, JSON).
-async fn admin(
+pub(crate) async fn admin(
     sim: &SimServer,
     method: reqwest::Method,
     path: &str,

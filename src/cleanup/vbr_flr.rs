@@ -104,7 +104,14 @@ pub(super) async fn clean(
             // Resolved once a later pass sees the session stopped.
             (Outcome::Pending { why: "unmounted; confirming the FLR session stopped".into(), waiting: true }, 1)
         }
-        Err(veeam_vbr::Error::NotFound { .. }) => (Outcome::Resolved, 0),
+        // Gone already, or a 404 from elsewhere: the session's state decides, next pass.
+        Err(veeam_vbr::Error::NotFound { .. }) => (
+            Outcome::Pending {
+                why: "VBR answered 404 to the unmount; confirming the FLR session stopped".into(),
+                waiting: true,
+            },
+            0,
+        ),
         Err(e) => (pending(e), 0),
     }
 }

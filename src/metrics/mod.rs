@@ -515,7 +515,7 @@ targets:
         let text = metrics.encode();
         assert!(
             text.contains(
-                "veeam_restore_probe_info{kind=\"mount\",mode=\"\",point=\"replica\",probe=\"m\",site=\"ams\",target=\"t\",tier=\"gold\",vm=\"v\"} 1"
+                "veeam_restore_probe_info{api=\"em\",kind=\"mount\",mode=\"\",point=\"replica\",probe=\"m\",site=\"ams\",target=\"t\",tier=\"gold\",vm=\"v\"} 1"
             ),
             "{text}"
         );

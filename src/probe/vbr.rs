@@ -346,14 +346,17 @@ impl<'a> VbrRun<'a> {
     }
 
     /// `unmount`, then the FLR session until it is `Stopped`; transient failures are retried
-    /// with backoff until `deadline`. A 404 on unmount means it is gone already.
+    /// with backoff until `deadline`. A 404 on unmount means it is gone already, unless the
+    /// session says otherwise: then the unmount is asked for again.
     async fn unmount_and_confirm(&self, id: &str, deadline: Instant) -> Result<(), String> {
         let mut delay = self.polling.initial;
         let mut unmounted = false;
+        let mut answered_not_found = false;
         loop {
             if !unmounted {
                 match self.session.unmount(id).await {
-                    Ok(_) | Err(veeam_vbr::Error::NotFound { .. }) => unmounted = true,
+                    Ok(_) => unmounted = true,
+                    Err(veeam_vbr::Error::NotFound { .. }) => (unmounted, answered_not_found) = (true, true),
                     Err(e) if transient(&e) => tracing::warn!(err = %e, "unmount attempt failed; retrying"),
                     Err(e) => return Err(format!("unmount refused: {e}")),
                 }
@@ -362,6 +365,12 @@ impl<'a> VbrRun<'a> {
                 match self.session.session_info(id).await {
                     Ok(info) if info.is_stopped() => return Ok(()),
                     Err(veeam_vbr::Error::NotFound { .. }) => return Ok(()),
+                    Ok(_) if answered_not_found => {
+                        tracing::warn!(
+                            "VBR answered 404 to the unmount but the FLR session still runs; unmounting again"
+                        );
+                        (unmounted, answered_not_found) = (false, false);
+                    }
                     Ok(_) => {}
                     Err(e) if transient(&e) => {}
                     Err(e) => return Err(format!("cannot confirm the FLR session stopped: {e}")),
