@@ -270,6 +270,7 @@ async fn a_mount_task_operation_finished_at_a_crash_is_deleted_even_by_a_quick_s
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stop_at_any_em_request_leaves_nothing_behind() {
+    let _heavy = crate::support::one_heavy_test_at_a_time().await;
     let limit = Arc::new(tokio::sync::Semaphore::new(PARALLEL));
     let mut cells = tokio::task::JoinSet::new();
     for (kind, yaml) in KINDS {

@@ -208,6 +208,7 @@ async fn check_clean(exporter: &Exporter, sim: &SimServer, probe: &str) -> &'sta
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_fault_in_every_phase_leaves_nothing_behind() {
+    let _heavy = crate::support::one_heavy_test_at_a_time().await;
     let mut matrix: Vec<(String, String, String)> = Vec::new();
     for kind in kinds() {
         let sim = start_sim().await;

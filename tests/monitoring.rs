@@ -88,11 +88,11 @@ fn dashboard_structure_queries_and_metrics() {
 
     let variables = dashboard["templating"]["list"].as_array().unwrap();
     let names: Vec<&str> = variables.iter().map(|v| v["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["datasource", "job", "target", "labels", "probe"]);
+    assert_eq!(names, ["datasource", "job", "api", "target", "labels", "probe"]);
     assert_eq!(variables[0]["type"], "datasource");
     assert_eq!(variables[0]["query"], "prometheus");
     // The user-label filter: a matcher on veeam_restore_probe_info that narrows the probes.
-    let labels = &variables[3];
+    let labels = &variables[4];
     assert_eq!(labels["type"], "textbox");
     let default = labels["query"].as_str().unwrap();
     for v in variables[1..].iter().filter(|v| v["type"] == "query") {
@@ -101,7 +101,7 @@ fn dashboard_structure_queries_and_metrics() {
         let inner = query.strip_prefix("label_values(").and_then(|q| q.rsplit_once(',')).map(|(sel, _)| sel).unwrap();
         check_expr(&format!("variable {}", v["name"]), inner, &exposed);
     }
-    let probe = variables[4]["query"]["query"].as_str().unwrap();
+    let probe = variables[5]["query"]["query"].as_str().unwrap();
     assert!(probe.starts_with("label_values(veeam_restore_probe_info{") && probe.contains("$labels}"), "{probe}");
 
     let mut used = BTreeSet::new();

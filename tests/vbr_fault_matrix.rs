@@ -240,6 +240,7 @@ async fn kind_matrix(kind: Kind) -> Vec<(String, String, String)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_fault_in_every_vbr_phase_leaves_no_mount_of_ours() {
+    let _heavy = crate::support::one_heavy_test_at_a_time().await;
     // The kinds side by side: each waits on timeouts far more than it computes.
     let rows: Vec<_> = kinds().into_iter().map(|kind| tokio::spawn(kind_matrix(kind))).collect();
     let mut matrix: Vec<(String, String, String)> = Vec::new();

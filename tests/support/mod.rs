@@ -10,6 +10,14 @@ use veeam_restore_exporter::em::{Client, ClientConfig, Format, Session, Task};
 use veeam_restore_exporter::secret::Secret;
 use veeam_restore_exporter::sim::{self, Quirk, SimConfig, SimServer, Timings};
 
+/// Held by the long matrix and crash-loop tests, so that they run one at a time: each starts
+/// hundreds of runs with second-long timeouts, and on a 2-core machine four of them at once
+/// starve each other's exporters past those timeouts.
+pub async fn one_heavy_test_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}
+
 pub const USER: &str = "svc-canary";
 pub const PASSWORD: &str = "canary";
 
