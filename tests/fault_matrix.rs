@@ -7,13 +7,13 @@
 //! cleanly, leaves no mount a live session owns, and the next start's run is clean.
 //! `cargo test fault_matrix -- --nocapture` prints the matrices.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use veeam_restore_exporter::sim::Call;
 use veeam_restore_exporter::sim::{Fault, FaultKind, SimServer};
 
 use crate::support::exporter::{Exporter, Setup, value};
+use crate::support::matrix::{self, run};
 use crate::support::{eventually, start_sim};
 
 /// The request-level faults, each applied to the one call of a phase.
@@ -138,36 +138,6 @@ fn expected(row: &str, fault: &str) -> &'static [&'static str] {
     }
 }
 
-/// The failure counters of a probe, by reason.
-fn failures(text: &str, probe: &str) -> BTreeMap<String, f64> {
-    text.lines()
-        .filter(|l| l.starts_with("veeam_restore_probe_failures_total{") && l.contains(&format!("probe=\"{probe}\"")))
-        .filter_map(|l| {
-            let reason = l.split("reason=\"").nth(1)?.split('"').next()?.to_owned();
-            Some((reason, l.rsplit_once(' ')?.1.parse().ok()?))
-        })
-        .collect()
-}
-
-/// Starts a run over HTTP (retrying while one is still running) and waits until it has ended.
-async fn run(exporter: &Exporter, probe: &str) -> String {
-    let before = exporter.metrics().await;
-    let runs = value(&before, "veeam_restore_probe_runs_total", &[("probe", probe)]).unwrap();
-    let url = exporter.url(&format!("/-/probe?target=sim&probe={probe}"));
-    eventually(Duration::from_secs(60), "the probe to accept a run", || async {
-        let status = reqwest::Client::new().post(&url).send().await.ok()?.status();
-        (status == 202).then_some(())
-    })
-    .await;
-    exporter.wait_metric("veeam_restore_probe_runs_total", &[("probe", probe)], |v| v >= runs + 1.0).await;
-    let after = exporter.metrics().await;
-    if value(&after, "veeam_restore_probe_success", &[("probe", probe)]) == Some(1.0) {
-        return "ok".to_owned();
-    }
-    let (old, new) = (failures(&before, probe), failures(&after, probe));
-    new.into_iter().find(|(r, n)| old.get(r).is_none_or(|o| n > o)).map(|(r, _)| r).unwrap_or_else(|| "?".into())
-}
-
 /// The exporter's configuration for one probe kind: an hour's interval (runs are started by
 /// hand) and short step timeouts.
 fn setup_for(kind: &Kind, sim: &SimServer) -> Setup {
@@ -181,7 +151,7 @@ fn setup_for(kind: &Kind, sim: &SimServer) -> Setup {
 async fn clean_runs(exporter: &Exporter, setup: &Setup, probe: &str, cell: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(8);
     loop {
-        assert_eq!(run(exporter, probe).await, "ok", "{cell}: a clean run fails");
+        assert_eq!(run(exporter, "sim", probe).await, "ok", "{cell}: a clean run fails");
         if setup.records() == 0 || std::time::Instant::now() > deadline {
             break;
         }
@@ -226,7 +196,7 @@ async fn every_fault_in_every_phase_leaves_nothing_behind() {
             }
             for (name, fault) in faults {
                 sim.add_fault(Fault { endpoint: Some(endpoint), kind: fault, times: Some(1) });
-                let outcome = run(&exporter, kind.probe).await;
+                let outcome = run(&exporter, "sim", kind.probe).await;
                 sim.clear_faults();
                 clean_runs(&exporter, &setup, kind.probe, &format!("{}/{phase}/{name}", kind.probe)).await;
                 let cell = format!("{}/{phase}/{name} ({outcome})", kind.probe);
@@ -252,32 +222,7 @@ async fn every_fault_in_every_phase_leaves_nothing_behind() {
         drop(exporter);
         sim.shutdown().await;
     }
-    let faults: Vec<String> = {
-        let mut seen = Vec::new();
-        for (_, f, _) in &matrix {
-            if !seen.contains(f) {
-                seen.push(f.clone());
-            }
-        }
-        seen
-    };
-    let mut table = format!("{:<24}", "kind/phase");
-    for f in &faults {
-        table.push_str(&format!(" {f:<15}"));
-    }
-    let mut rows: Vec<String> = Vec::new();
-    for (row, _, _) in &matrix {
-        if !rows.contains(row) {
-            rows.push(row.clone());
-        }
-    }
-    for row in &rows {
-        table.push_str(&format!("\n{row:<24}"));
-        for f in &faults {
-            let cell = matrix.iter().find(|(r, g, _)| r == row && g == f).map(|(_, _, o)| o.as_str()).unwrap_or("-");
-            table.push_str(&format!(" {cell:<15}"));
-        }
-    }
+    let table = matrix::table(&matrix, 24, 15);
     eprintln!(
         "{table}\n(* = a mount of an expired session, reported as unresolved, released by the operator; \
          r = the mount request's answer was lost: its record is kept and reported as retrying)"

@@ -5,14 +5,14 @@
 //! touched. A second test sends SIGTERM while each phase's call is in flight.
 //! `cargo test vbr_fault_matrix -- --nocapture` prints the matrices.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use veeam_vbr_sim::{FaultSpec, SimServer};
 
 use crate::support::eventually;
-use crate::support::exporter::{Exporter, value};
+use crate::support::exporter::Exporter;
+use crate::support::matrix::{self, run};
 use crate::vbr_exporter::{admin, live_mounts, sim};
 
 struct Kind {
@@ -145,35 +145,6 @@ fn setup(sim: &SimServer, kind: &Kind) -> tempfile::TempDir {
     dir
 }
 
-fn failures(text: &str, probe: &str) -> BTreeMap<String, f64> {
-    text.lines()
-        .filter(|l| l.starts_with("veeam_restore_probe_failures_total{") && l.contains(&format!("probe=\"{probe}\"")))
-        .filter_map(|l| {
-            let reason = l.split("reason=\"").nth(1)?.split('"').next()?.to_owned();
-            Some((reason, l.rsplit_once(' ')?.1.parse().ok()?))
-        })
-        .collect()
-}
-
-/// Starts a run over HTTP (retrying while one is still running) and returns its outcome.
-async fn run(exporter: &Exporter, probe: &str) -> String {
-    let before = exporter.metrics().await;
-    let runs = value(&before, "veeam_restore_probe_runs_total", &[("probe", probe)]).unwrap_or(0.0);
-    let url = exporter.url(&format!("/-/probe?target=vbr&probe={probe}"));
-    eventually(Duration::from_secs(60), "the probe to accept a run", || async {
-        let status = reqwest::Client::new().post(&url).send().await.ok()?.status();
-        (status == 202).then_some(())
-    })
-    .await;
-    exporter.wait_metric("veeam_restore_probe_runs_total", &[("probe", probe)], |v| v >= runs + 1.0).await;
-    let after = exporter.metrics().await;
-    if value(&after, "veeam_restore_probe_success", &[("probe", probe)]) == Some(1.0) {
-        return "ok".to_owned();
-    }
-    let (old, new) = (failures(&before, probe), failures(&after, probe));
-    new.into_iter().find(|(r, n)| old.get(r).is_none_or(|o| n > o)).map(|(r, _)| r).unwrap_or_else(|| "?".into())
-}
-
 fn records(storage: &Path) -> usize {
     std::fs::read_dir(storage.join("flr")).map(|d| d.count()).unwrap_or(0)
 }
@@ -218,10 +189,15 @@ async fn kind_matrix(kind: Kind) -> Vec<(String, String, String)> {
         for (name, spec) in faults_for(endpoint) {
             let cell = format!("{}/{phase}/{name}", kind.probe);
             add_fault(&sim, &spec).await;
-            let outcome = run(&exporter, kind.probe).await;
+            let outcome = run(&exporter, "vbr", kind.probe).await;
             admin(&sim, reqwest::Method::DELETE, "faults", None).await;
             wait_clean(&sim, &others, &storage, &cell, &exporter).await;
-            assert_eq!(run(&exporter, kind.probe).await, "ok", "{cell}: the next clean run fails\n{}", exporter.logs());
+            assert_eq!(
+                run(&exporter, "vbr", kind.probe).await,
+                "ok",
+                "{cell}: the next clean run fails\n{}",
+                exporter.logs()
+            );
             wait_clean(&sim, &others, &storage, &cell, &exporter).await;
             let row = format!("{}/{phase}", kind.probe);
             assert!(
@@ -247,27 +223,7 @@ async fn every_fault_in_every_vbr_phase_leaves_no_mount_of_ours() {
     for row in rows {
         matrix.extend(row.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())));
     }
-    let mut faults: Vec<&str> = Vec::new();
-    let mut rows: Vec<&str> = Vec::new();
-    for (row, fault, _) in &matrix {
-        if !faults.contains(&fault.as_str()) {
-            faults.push(fault);
-        }
-        if !rows.contains(&row.as_str()) {
-            rows.push(row);
-        }
-    }
-    let mut table = format!("{:<18}", "kind/phase");
-    for f in &faults {
-        table.push_str(&format!(" {f:<14}"));
-    }
-    for row in &rows {
-        table.push_str(&format!("\n{row:<18}"));
-        for f in &faults {
-            let cell = matrix.iter().find(|(r, g, _)| r == row && g == f).map_or("-", |(_, _, o)| o.as_str());
-            table.push_str(&format!(" {cell:<14}"));
-        }
-    }
+    let table = matrix::table(&matrix, 18, 14);
     eprintln!("VBR fault matrix (outcome of the faulted run; every cell then ran clean and left nothing):\n{table}");
     assert!(matrix.len() >= 80, "{} cells", matrix.len());
 }
@@ -305,7 +261,7 @@ async fn sigterm_in_every_vbr_phase_leaves_no_mount_of_ours() {
             cells.push(format!("{cell:<18} {end}"));
         }
         let exporter = Exporter::start(&config, &storage).await;
-        assert_eq!(run(&exporter, kind.probe).await, "ok", "{}: the run after the SIGTERMs", kind.probe);
+        assert_eq!(run(&exporter, "vbr", kind.probe).await, "ok", "{}: the run after the SIGTERMs", kind.probe);
         wait_clean(&sim, &others, &storage, kind.probe, &exporter).await;
         drop(exporter);
         sim.shutdown().await;

@@ -191,15 +191,24 @@ fn age(at: Option<SystemTime>) -> String {
 const LOGON_ADVICE: &str = "check username: (DOMAIN\\user or user@domain) and the password file or variable; \
      preflight tried once, but a service retrying a wrong password can lock an Active Directory account";
 
-async fn em(target: &Target, r: &mut Report) {
+/// The target's API client with its password; `None`, after a ✘, when either cannot be had.
+fn client_of<C, E: std::fmt::Display>(
+    target: &Target,
+    r: &mut Report,
+    build: impl FnOnce(&Target, crate::secret::Secret) -> Result<C, E>,
+) -> Option<C> {
     let password = match target.password.read() {
         Ok(p) => p,
-        Err(e) => return r.fail(format!("password: {e}"), "fix password_file: or password_env:"),
+        Err(e) => {
+            r.fail(format!("password: {e}"), "fix password_file: or password_env:");
+            return None;
+        }
     };
-    let client = match em_client(target, password, None) {
-        Ok(c) => c,
-        Err(e) => return r.fail(format!("client: {e}"), "fix the target's settings"),
-    };
+    build(target, password).map_err(|e| r.fail(format!("client: {e}"), "fix the target's settings")).ok()
+}
+
+async fn em(target: &Target, r: &mut Report) {
+    let Some(client) = client_of(target, r, |t, p| em_client(t, p, None)) else { return };
     match client.api_root().await {
         Ok(root) if root.versions.is_empty() => r.note("API: EM lists no versions (the client asks for the latest)"),
         Ok(root) => r.pass(format!("API: EM offers versions {}", root.versions.join(", "))),
@@ -286,14 +295,7 @@ fn access_advice(e: &crate::em::Error) -> &'static str {
 }
 
 async fn vbr(target: &Target, r: &mut Report) {
-    let password = match target.password.read() {
-        Ok(p) => p,
-        Err(e) => return r.fail(format!("password: {e}"), "fix password_file: or password_env:"),
-    };
-    let client = match vbr_client(target, password, None) {
-        Ok(c) => c,
-        Err(e) => return r.fail(format!("client: {e}"), "fix the target's settings"),
-    };
+    let Some(client) = client_of(target, r, |t, p| vbr_client(t, p, None)) else { return };
     let session = match client.logon().await {
         Ok(s) => s,
         Err(e) => {

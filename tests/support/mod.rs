@@ -2,6 +2,7 @@
 //! condition: waiting is polling with a bounded deadline.
 
 pub mod exporter;
+pub mod matrix;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
