@@ -113,50 +113,62 @@ async fn a_mount_whose_answer_was_lost_is_found_and_unmounted() {
     sim.shutdown().await;
 }
 
-/// Crash points on VBR: a SIGKILL at every request of a mount run (held before VBR acts on it),
-/// then a restart with the probe an hour away: within 60 s no mount of ours and no record is
-/// left; the other user's mount is untouched throughout.
+/// Crash points on VBR: a SIGKILL at every request of a run of every kind (held before VBR acts
+/// on it), then a restart with the probe an hour away: within 60 s no mount of ours and no
+/// record is left; the other user's mount is untouched throughout.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sigkill_at_any_vbr_request_leaves_no_mount_of_ours() {
-    let probes = "      - { name: mount, kind: mount, vm: canary-win01, interval: 1h }\n";
-    let calibration = sim().await;
-    let dir = setup(&calibration, probes);
-    let exporter = Exporter::start(&dir.path().join("config.yml"), &dir.path().join("state")).await;
-    exporter.wait_metric("veeam_restore_probe_success", &[("probe", "mount")], |v| v == 1.0).await;
-    let requests = admin(&calibration, reqwest::Method::GET, "requests", None).await.as_array().unwrap().len();
-    drop(exporter);
-    calibration.shutdown().await;
+    let _heavy = crate::support::one_heavy_test_at_a_time().await;
+    let kinds = [
+        ("mount", "kind: mount"),
+        ("download", "kind: file_restore, mode: download, path: C:/canary/canary.txt"),
+        ("restore", "kind: file_restore, mode: original_location, path: C:/canary/canary.txt"),
+    ];
     let mut matrix = Vec::new();
-    for n in 1..=requests {
-        let sim = sim().await;
-        let others = live_mounts(&sim);
-        admin(&sim, reqwest::Method::POST, "hold", Some(serde_json::json!({ "after": n }))).await;
-        let dir = setup(&sim, probes);
-        let (config, storage) = (dir.path().join("config.yml"), dir.path().join("state"));
-        let mut exporter = Exporter::start(&config, &storage).await;
-        let held = eventually(Duration::from_secs(60), "the request to be held", || async {
-            let view = admin(&sim, reqwest::Method::GET, "held", None).await;
-            view["held"]
-                .as_bool()
-                .unwrap_or(false)
-                .then(|| view["request"]["endpoint"].as_str().unwrap_or("?").to_owned())
-        })
-        .await;
-        exporter.signal("KILL");
-        exporter.wait_exit(Duration::from_secs(10)).await;
-        admin(&sim, reqwest::Method::POST, "release", None).await;
-        let restarted = Exporter::start(&config, &storage).await;
-        let started = std::time::Instant::now();
-        eventually(Duration::from_secs(60), &format!("request {n} ({held}): nothing of ours left"), || async {
-            let records = std::fs::read_dir(storage.join("flr")).map(|d| d.count()).unwrap_or(0);
-            (live_mounts(&sim) == others && records == 0).then_some(())
-        })
-        .await;
-        matrix.push(format!("{n:>3}  {held:<18} clean in {:.0}s", started.elapsed().as_secs_f64()));
-        drop(restarted);
-        sim.shutdown().await;
+    for (name, yaml) in kinds {
+        let probes = format!("      - {{ name: {name}, {yaml}, vm: canary-win01, interval: 1h }}\n");
+        let calibration = sim().await;
+        let dir = setup(&calibration, &probes);
+        let exporter = Exporter::start(&dir.path().join("config.yml"), &dir.path().join("state")).await;
+        exporter.wait_metric("veeam_restore_probe_success", &[("probe", name)], |v| v == 1.0).await;
+        let requests = admin(&calibration, reqwest::Method::GET, "requests", None).await.as_array().unwrap().len();
+        drop(exporter);
+        calibration.shutdown().await;
+        for n in 1..=requests {
+            let sim = sim().await;
+            let others = live_mounts(&sim);
+            admin(&sim, reqwest::Method::POST, "hold", Some(serde_json::json!({ "after": n }))).await;
+            let dir = setup(&sim, &probes);
+            let (config, storage) = (dir.path().join("config.yml"), dir.path().join("state"));
+            let mut exporter = Exporter::start(&config, &storage).await;
+            let held = eventually(Duration::from_secs(60), "the request to be held", || async {
+                let view = admin(&sim, reqwest::Method::GET, "held", None).await;
+                view["held"]
+                    .as_bool()
+                    .unwrap_or(false)
+                    .then(|| view["request"]["endpoint"].as_str().unwrap_or("?").to_owned())
+            })
+            .await;
+            exporter.signal("KILL");
+            exporter.wait_exit(Duration::from_secs(10)).await;
+            admin(&sim, reqwest::Method::POST, "release", None).await;
+            let restarted = Exporter::start(&config, &storage).await;
+            let started = std::time::Instant::now();
+            eventually(
+                Duration::from_secs(60),
+                &format!("{name} request {n} ({held}): nothing of ours left"),
+                || async {
+                    let records = std::fs::read_dir(storage.join("flr")).map(|d| d.count()).unwrap_or(0);
+                    (live_mounts(&sim) == others && records == 0).then_some(())
+                },
+            )
+            .await;
+            matrix.push(format!("{name:<9} {n:>3}  {held:<18} clean in {:.0}s", started.elapsed().as_secs_f64()));
+            drop(restarted);
+            sim.shutdown().await;
+        }
     }
-    eprintln!("VBR mount probe, SIGKILL at request N, then a restart:\n{}", matrix.join("\n"));
+    eprintln!("VBR, SIGKILL at request N of a run of each kind, then a restart:\n{}", matrix.join("\n"));
 }
 
 /// The simulator's admin API (`/sim/…`, JSON).
