@@ -96,27 +96,32 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Before the address is printed: whoever reads it may send SIGTERM at once.
+    let stop = stop_signal();
     // One line on stdout with the address: scripts and tests read it to find a port-0 server.
     println!("veeam-em-sim listening on {}", server.api_url);
     if let Some(cert) = &server.cert_file {
         println!("veeam-em-sim certificate written to {}", cert.display());
     }
-    wait_for_signal().await;
+    stop.await;
     server.shutdown().await;
     ExitCode::SUCCESS
 }
 
+/// SIGTERM or Ctrl+C; the SIGTERM handler is installed when this is called, not when awaited.
 #[cfg(unix)]
-async fn wait_for_signal() {
+fn stop_signal() -> impl Future<Output = ()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
     }
 }
 
 /// Windows has no SIGTERM: Ctrl+C (also what Wine delivers for SIGINT) stops the simulator.
 #[cfg(windows)]
-async fn wait_for_signal() {
+async fn stop_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }

@@ -122,6 +122,8 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
+    // Before the address is printed: whoever reads it may send SIGTERM at once.
+    let stop = stop_signal();
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "veeam-vbr-sim listening on {}", server.url);
     if let Some(c) = &server.cert_file {
@@ -129,22 +131,24 @@ async fn main() -> std::process::ExitCode {
     }
     let _ = out.flush();
     drop(out);
-    wait_for_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     server.shutdown().await;
     std::process::ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+/// SIGTERM or Ctrl+C; the SIGTERM handler is installed when this is called, not when awaited.
+fn stop_signal() -> impl Future<Output = ()> {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        match term {
+            Ok(mut term) => tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }
