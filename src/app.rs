@@ -270,16 +270,8 @@ pub async fn run_until(mut flags: Flags, stop: CancellationToken) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Before "Listening on": whoever reads that line may send SIGTERM at once.
-    let signals = match Signals::install() {
-        Ok(signals) => signals,
-        Err(e) => {
-            tracing::error!(err = %e, "cannot install signal handlers");
-            return ExitCode::FAILURE;
-        }
-    };
     match Exporter::start(&flags, checked).await {
-        Ok(exporter) => exporter.serve_until_signal(signals, stop).await.drain().await,
+        Ok(exporter) => exporter.serve_until_signal(stop).await.drain().await,
         Err(e) => {
             tracing::error!(err = %e, "cannot start");
             ExitCode::FAILURE
@@ -383,7 +375,11 @@ impl Exporter {
 
     /// Reloads on SIGHUP and `POST /-/reload` until a stop: SIGTERM or SIGINT, a console event
     /// on Windows, or `stop` (the service's stop).
-    async fn serve_until_signal(mut self, mut signals: Signals, stop: CancellationToken) -> Exporter {
+    async fn serve_until_signal(mut self, stop: CancellationToken) -> Exporter {
+        let Ok(mut signals) = Signals::install() else {
+            tracing::error!("cannot install signal handlers; shutting down");
+            return self;
+        };
         let mut file_check = tokio::time::interval(self.auto_reload.unwrap_or(Duration::from_secs(3600)));
         file_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         file_check.tick().await;
